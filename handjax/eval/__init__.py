@@ -1,0 +1,1 @@
+"""handjax.eval."""

@@ -1,0 +1,3 @@
+"""handjax.hand: skeleton conventions and hand geometry (pure numpy / jax.numpy)."""
+
+from handjax.hand import skeleton
