@@ -1,0 +1,109 @@
+"""Generic evaluation: a method's ``predict`` over a whole split, then the standard 3D metrics.
+
+Every process predicts its own shard of the split; the last partial batch is padded to the fixed
+batch shape (one compiled predict) and the padding is dropped afterwards. Predictions are gathered so
+every process holds the whole split, and only process 0 writes tables and figures. Metrics come from
+``handjax.eval.metrics`` (mean/median EPE, PCK curve, AUC over 20-50 mm in both conventions of
+specs/datasets.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+import jax
+import jax.numpy as jnp
+from jax.sharding import Mesh
+import numpy as np
+
+from handjax.eval import metrics
+from handjax.train import method as method_lib
+from handjax.train import sharding as sharding_lib
+
+VALID_KEY = "_valid"
+
+
+def _pad(local: Mapping[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
+  """Pads a local batch to ``size`` rows by repeating row 0, adding a boolean ``_valid`` mask."""
+  n = len(next(iter(local.values())))
+  if n > size:
+    raise ValueError(f"Eval batch of {n} examples exceeds the per-process batch size {size}.")
+  out = {k: np.concatenate([np.asarray(v), np.repeat(np.asarray(v)[:1], size - n, axis=0)])
+         for k, v in local.items()}
+  out[VALID_KEY] = np.arange(size) < n
+  return out
+
+
+def predict_split(method: method_lib.Method, params: Any, model_state: Any,
+                  batches: Iterable[Mapping[str, np.ndarray]], mesh: Mesh,
+                  local_batch_size: int) -> dict[str, np.ndarray]:
+  """Runs ``method.predict`` over every batch; returns host arrays of the whole split.
+
+  Returns:
+    ``{'pred_pose3d', 'pose3d', 'visible'}`` with a leading axis over all examples of all
+    processes (process-major order); ``visible`` is the data's ``visible`` (all True if absent)
+    and-ed with ``has_pose3d`` when present.
+  """
+  local_batches = [dict(b) for b in batches]
+  count = np.asarray(len(local_batches))
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    count = multihost_utils.process_allgather(count)
+  num_batches = int(np.max(count))
+  if num_batches == 0:
+    raise ValueError("The evaluation split yielded no batch.")
+  template = local_batches[0] if local_batches else None
+
+  @jax.jit
+  def predict(params, model_state, batch):
+    out = {"pred_pose3d": method.predict(params, model_state, batch)["pose3d"],
+           "pose3d": batch["pose3d"], VALID_KEY: batch[VALID_KEY]}
+    # A joint counts if it is visible and the example has a 3D label (DESIGN.md: has_<key>).
+    visible = batch.get("visible", jnp.ones(batch["pose3d"].shape[:2], bool)).astype(bool)
+    if "has_pose3d" in batch:
+      visible = visible & batch["has_pose3d"].astype(bool)[:, None]
+    out["visible"] = visible
+    return out
+
+  collected: dict[str, list[np.ndarray]] = {}
+  for i in range(num_batches):
+    if i < len(local_batches):
+      local = _pad(local_batches[i], local_batch_size)
+    else:  # This process ran out of examples: an all-padding batch keeps the collectives aligned.
+      local = _pad({k: v[:1] for k, v in template.items()}, local_batch_size)
+      local[VALID_KEY][:] = False
+    out = sharding_lib.to_host(predict(params, model_state, sharding_lib.global_batch(local, mesh)))
+    valid = out.pop(VALID_KEY).astype(bool)
+    for k, v in out.items():
+      collected.setdefault(k, []).append(v[valid])
+  return {k: np.concatenate(v) for k, v in collected.items()}
+
+
+def summarize(pred: np.ndarray, gt: np.ndarray, visible: np.ndarray | None = None) -> dict[str, Any]:
+  """Mean/median EPE (mm), per-joint EPE (mm), AUC over 20-50 mm in both conventions, PCK curve.
+
+  Joint error ``e_ij = ||pred_ij - gt_ij||`` (root-relative metres, as the method predicts;
+  Yang dissertation Eq. 2.7); PCK(t) = fraction of visible errors <= t and AUC = trapezoidal area
+  over the thresholds / (t_max - t_min) (specs/datasets.md). ``auc_20_50`` uses 31 thresholds
+  20..50 mm; ``auc_20_50_reference`` the reference script's linspace(0, 50, 20)[8:] = 21.05..50 mm.
+  The pooled ("plain") protocol of ``handjax.eval.metrics`` is used throughout.
+  """
+  errors = metrics.joint_errors(pred, gt)
+  vis = np.ones(errors.shape, bool) if visible is None else np.asarray(visible).astype(bool)
+  summary: dict[str, Any] = {
+      "mean_epe_mm": 1000.0 * metrics.mean_epe(errors, vis),
+      "median_epe_mm": 1000.0 * metrics.median_epe(errors, vis),
+      "per_joint_epe_mm": [1000.0 * metrics.mean_epe(errors[:, j], vis[:, j])
+                           for j in range(errors.shape[1])],
+  }
+  for name in ("auc_20_50", "auc_20_50_reference"):
+    thresholds = metrics.THRESHOLD_SETS[name]
+    summary[name] = metrics.auc(thresholds, metrics.pck_curve(errors, thresholds, vis))
+  full = metrics.THRESHOLDS_FREIHAND  # 0..50 mm, 100 thresholds: the curve that is plotted.
+  summary["pck_0_50"] = (full, metrics.pck_curve(errors, full, vis))
+  return summary
+
+
+def scalar_summary(summary: Mapping[str, Any]) -> dict[str, float]:
+  """The scalar entries of a summary, prefixed for the metric writer."""
+  return {f"eval/{k}": v for k, v in summary.items() if isinstance(v, float)}

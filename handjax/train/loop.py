@@ -1,0 +1,215 @@
+"""The generic train loop: config -> method -> sharded phase steps -> eval, checkpoints, metrics.
+
+``train_and_evaluate(config, workdir)`` is what ``experiments/train.py`` calls and what tests call.
+Config fields it reads (see ``experiments/configs/toy.py``): ``method``, ``seed``, ``batch_size``
+(global), ``num_steps``, ``optimizer`` (used by methods through ``make_optimizer``),
+``log_every``, ``checkpoint_every``, ``eval_every`` (0 = only at the end, -1 = never),
+``keep_checkpoints``,
+``data`` (``data.source`` picks the dataset factory).
+
+Determinism: the step RNG is ``fold_in(base, step)``, the data iterator position is checkpointed
+with the state, so a run killed at any point and restarted from its workdir reaches the same
+parameters as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Callable, Sequence
+
+from absl import logging
+import jax
+import ml_collections
+import numpy as np
+
+from handjax.eval import plots
+from handjax.train import checkpoint as checkpoint_lib
+from handjax.train import evaluation
+from handjax.train import guards
+from handjax.train import method as method_lib
+from handjax.train import metrics_writer
+from handjax.train import sharding as sharding_lib
+from handjax.train import state as state_lib
+
+DatasetFactory = Callable[..., Any]
+
+
+def resolve_dataset_factory(config: ml_collections.ConfigDict) -> DatasetFactory:
+  """The dataset factory for ``config.data.source``.
+
+  ``'toy'``: the in-memory toy data of :mod:`handjax.train.toy`. Otherwise ``config.data`` is a
+  ``handjax.data.pipeline.default_data_config()`` block, read by ``pipeline.make_dataset`` with the
+  experiment's global ``config.batch_size`` (one batch size per run, not two that can disagree).
+  """
+  if config.data.get("source", "pipeline") == "toy":
+    from handjax.train import toy  # pylint: disable=g-import-not-at-top
+    return toy.toy_dataset
+  from handjax.data import pipeline  # pylint: disable=g-import-not-at-top
+
+  def factory(cfg: ml_collections.ConfigDict, split: str, **kwargs: Any) -> Any:
+    data_config = ml_collections.ConfigDict(cfg.data.to_dict())
+    data_config.batch_size = cfg.batch_size
+    return pipeline.make_dataset(data_config, split, **kwargs)
+
+  return factory
+
+
+def _warn_config_changes(stored: ml_collections.ConfigDict,
+                         current: ml_collections.ConfigDict) -> None:
+  """Logs the fields whose value differs from the checkpointed config (a resume with new settings
+  no longer reproduces the uninterrupted run)."""
+  flat_old = _flatten(stored.to_dict())
+  flat_new = _flatten(json.loads(current.to_json_best_effort()))
+  keys = flat_old.keys() | flat_new.keys()
+  changed = sorted(k for k in keys if flat_old.get(k) != flat_new.get(k))
+  if changed:
+    logging.warning("Resuming with a config that differs from the checkpoint's in: %s",
+                    ", ".join(f"{k} ({flat_old.get(k)!r} -> {flat_new.get(k)!r})" for k in changed))
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+  if isinstance(tree, dict):
+    return {k: v for key, sub in tree.items() for k, v in _flatten(sub, f"{prefix}{key}.").items()}
+  return {prefix[:-1]: tree}
+
+
+def _is_boundary(step: int, every: int, num_steps: int) -> bool:
+  return step == num_steps or (every > 0 and step % every == 0)
+
+
+def _mean_metrics(history: Sequence[dict[str, np.ndarray]]) -> dict[str, float]:
+  keys = sorted({k for m in history for k in m})
+  return {k: float(np.mean([m[k] for m in history if k in m])) for k in keys}
+
+
+def run_evaluation(method: method_lib.Method, state: state_lib.TrainState,
+                   config: ml_collections.ConfigDict, factory: DatasetFactory,
+                   mesh: jax.sharding.Mesh, split: str = "test") -> dict[str, Any]:
+  """Predicts the whole ``split`` and summarises it (see :mod:`handjax.train.evaluation`)."""
+  batches = factory(config, split, process_index=jax.process_index(),
+                    process_count=jax.process_count(), seed=config.seed)
+  out = evaluation.predict_split(method, state.params, state.model_state, batches, mesh,
+                                 sharding_lib.local_batch_size(config.batch_size, mesh))
+  summary = evaluation.summarize(out["pred_pose3d"], out["pose3d"], out.get("visible"))
+  summary["num_examples"] = int(len(out["pose3d"]))
+  return summary
+
+
+def _write_eval(summary: dict[str, Any], step: int, workdir: str,
+                writer: metrics_writer.MetricWriter) -> None:
+  """Eval scalars to the writer, a log line, and (process 0) the PCK curve PNG."""
+  writer.write_scalars(step, evaluation.scalar_summary(summary))
+  logging.info("eval @ step %d: mean EPE %.2f mm, AUC(20-50 mm) %.3f over %d examples", step,
+               summary["mean_epe_mm"], summary["auc_20_50"], summary["num_examples"])
+  if jax.process_index() != 0:
+    return
+  plots.plot_pck({"model": summary["pck_0_50"]},
+                 os.path.join(workdir, "figures", f"pck_step{step:08d}.png"),
+                 title=f"3D PCK at step {step} (mean EPE {summary['mean_epe_mm']:.1f} mm)")
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
+                       dataset_factory: DatasetFactory | None = None,
+                       devices: Sequence[jax.Device] | None = None,
+                       stop_at_step: int | None = None) -> state_lib.TrainState:
+  """Trains ``config.method`` on ``config.data``, resuming from ``workdir`` if it has checkpoints.
+
+  Args:
+    config: the experiment config.
+    workdir: where checkpoints, ``metrics.jsonl``, TensorBoard events and figures go.
+    dataset_factory: ``factory(config, split, *, process_index, process_count, seed)`` returning
+      an iterable of local batches (for ``'train'``: an endless grain iterator dataset whose iterator
+      has ``get_state``/``set_state``); default from ``config.data.source``.
+    devices: the devices of the data mesh (default all devices of all processes).
+    stop_at_step: stop (with a checkpoint) once this step is reached, as a preempted job would;
+      a later call resumes.
+
+  Returns:
+    The final train state (replicated global arrays).
+
+  Raises:
+    guards.NonFiniteError: a step produced a non-finite loss, loss term or gradient.
+  """
+  workdir = guards.prepare_workdir(workdir)
+  is_chief = jax.process_index() == 0
+  mesh = sharding_lib.make_mesh(devices)
+  method = method_lib.get_method(config)
+  factory = dataset_factory or resolve_dataset_factory(config)
+  local_bs = sharding_lib.local_batch_size(config.batch_size, mesh)
+  num_steps = int(config.num_steps)
+
+  train_ds = factory(config, "train", process_index=jax.process_index(),
+                     process_count=jax.process_count(), seed=config.seed)
+  train_iter = iter(train_ds)
+  start_position = train_iter.get_state()
+  sample = next(train_iter)  # Shapes for init and the start-up check; then rewind.
+  train_iter.set_state(start_position)
+  guards.check_batch_spec(sample, method.input_spec, local_bs)
+  sample = sharding_lib.global_batch(sample, mesh)
+
+  ckpt = checkpoint_lib.Checkpointer(workdir, keep=config.get("keep_checkpoints", 3))
+  abstract, shardings = state_lib.train_state_shapes(method, config.seed, sample, mesh)
+  latest = ckpt.latest_step()
+  if latest is not None:
+    logging.info("Resuming from checkpoint at step %d in %s.", latest, ckpt.directory)
+    _warn_config_changes(checkpoint_lib.load_config(workdir, latest), config)
+    state = ckpt.restore(latest, abstract, train_iter)
+  else:
+    state, _ = state_lib.create_train_state(method, config.seed, sample, mesh)
+  step = int(jax.device_get(state.step))
+
+  step_fns = [state_lib.make_phase_step(method, i, shardings, mesh)
+              for i in range(len(method.phases))]
+  advance = jax.jit(lambda s: s.replace(step=s.step + 1), donate_argnums=0, out_shardings=shardings)
+  writer = metrics_writer.MetricWriter(workdir, enabled=is_chief)
+  progress = metrics_writer.Progress(num_steps, config.batch_size, step)
+  log_every = int(config.get("log_every", 50))
+  ckpt_every = int(config.get("checkpoint_every", 1000))
+  eval_every = int(config.get("eval_every", 0))
+  pending_steps: list[int] = []
+  pending: list[dict[str, jax.Array]] = []
+
+  def flush() -> None:
+    """Fetches the metrics of the pending steps; raises on the first non-finite one."""
+    if not pending:
+      return
+    host = sharding_lib.to_host(pending)
+    guards.check_finite(pending_steps, host)
+    mean = _mean_metrics(host)
+    writer.write_scalars(pending_steps[-1] + 1, mean)
+    if is_chief:
+      loss = mean.get("loss", sum(v for k, v in mean.items() if k.endswith("/loss")))
+      progress.report(pending_steps[-1] + 1, loss)
+    pending.clear()
+    pending_steps.clear()
+
+  try:
+    while step < num_steps and (stop_at_step is None or step < stop_at_step):
+      batch = sharding_lib.global_batch(next(train_iter), mesh)
+      active = [i for i, p in enumerate(method.phases) if p.runs_at(step)]
+      metrics: dict[str, jax.Array] = {}
+      # No host<->device copy may hide inside the step (the batch was put explicitly above).
+      with jax.transfer_guard("disallow"):
+        for j, i in enumerate(active):
+          state, m = step_fns[i](state, batch, j == len(active) - 1)
+          metrics.update(m)
+        if not active:
+          state = advance(state)
+      pending_steps.append(step)
+      pending.append(metrics)
+      step += 1
+      save = _is_boundary(step, ckpt_every, num_steps) or step == stop_at_step
+      run_eval = eval_every >= 0 and _is_boundary(step, eval_every, num_steps)
+      if save or run_eval or _is_boundary(step, log_every, num_steps):
+        flush()  # Before any save: a non-finite state never overwrites a good checkpoint.
+      if save:
+        ckpt.save(step, state, train_iter, config)
+      if run_eval:
+        summary = run_evaluation(method, state, config, factory, mesh)
+        _write_eval(summary, step, workdir, writer)
+    flush()
+  finally:
+    ckpt.close()
+    writer.close()
+  return state

@@ -1,0 +1,81 @@
+"""Two processes on loopback (gloo CPU collectives) train like one process with two devices."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import jax
+import numpy as np
+
+from experiments.configs import toy as toy_config
+from handjax.train import loop
+from handjax.train import sharding
+
+WORKER = os.path.join(os.path.dirname(__file__), "_train_worker.py")
+OVERRIDES = {"batch_size": 8, "num_steps": 6, "log_every": 1, "checkpoint_every": 2,
+             "eval_every": -1, "data.image_size": 4, "data.num_train": 40}
+
+
+def _config(**extra):
+  config = toy_config.get_config()
+  config.update_from_flattened_dict({**OVERRIDES, **extra})
+  return config
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def _env(**extra):
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  return {**os.environ, "PYTHONPATH": root, **extra}
+
+
+def _leaves(state):
+  return jax.tree.leaves(sharding.to_host(state))
+
+
+def test_two_processes_match_one_process_with_two_devices(tmp_path):
+  """Two processes (one CPU device each, gloo collectives) == one process with two devices."""
+  port = str(_free_port())
+  overrides = json.dumps(OVERRIDES)
+  procs = [subprocess.Popen([sys.executable, WORKER, str(tmp_path / "multi"),
+                             str(tmp_path / f"out{i}.npz"), overrides, str(i), "2", port],
+                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+           for i in range(2)]
+  outputs = [p.communicate(timeout=240)[0] for p in procs]
+  for p, out in zip(procs, outputs):
+    assert p.returncode == 0, out[-3000:]
+    assert "worker done" in out and " 2 2" in out.splitlines()[-1]  # 2 processes, 2 devices.
+  reference = loop.train_and_evaluate(_config(), str(tmp_path / "single"), devices=jax.devices()[:2])
+  want = _leaves(reference)
+  for i in range(2):
+    got = np.load(tmp_path / f"out{i}.npz")
+    assert len(got.files) == len(want)
+    for j, w in enumerate(want):
+      np.testing.assert_allclose(got[f"arr_{j}"], w, rtol=0, atol=1e-6)
+  # Both processes checkpointed their own iterator position.
+  data_dir = tmp_path / "multi" / "checkpoints" / "6" / "data"
+  assert sorted(p.name for p in data_dir.iterdir() if p.suffix == ".json") == [
+      "process_0-of-2.json", "process_1-of-2.json"]
+
+
+def test_distributed_initialisation_is_requested_by_flag_or_cluster_env(monkeypatch):
+  calls = []
+  monkeypatch.setattr(jax.distributed, "initialize", lambda *a, **k: calls.append((a, k)))
+  monkeypatch.setattr(jax.distributed, "is_initialized", lambda: False)
+  for name in sharding._CLUSTER_ENV:
+    monkeypatch.delenv(name, raising=False)
+  assert not sharding.maybe_initialize_distributed() and not calls
+  monkeypatch.setenv("SLURM_NTASKS", "1")  # a one-task job is not multi-process
+  assert not sharding.maybe_initialize_distributed() and not calls
+  assert sharding.maybe_initialize_distributed(force=True) and len(calls) == 1
+  monkeypatch.setenv("SLURM_NTASKS", "4")
+  assert sharding.maybe_initialize_distributed() and len(calls) == 2
+  monkeypatch.delenv("SLURM_NTASKS")
+  monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "10.0.0.1:1234")
+  assert sharding.maybe_initialize_distributed() and len(calls) == 3
