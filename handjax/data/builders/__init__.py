@@ -1,0 +1,1 @@
+"""tfds builders of handjax. Importing a builder module registers it with tfds."""

@@ -1,0 +1,86 @@
+"""The synthetic_hands tfds builder: ArrayRecord without TensorFlow, equal to render_batch, idempotent."""
+
+import importlib.util
+import os
+import sys
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+import handjax.data  # noqa: F401  (registers synthetic_hands)
+from handjax.data import synthetic
+from handjax.data.builders import synthetic_hands
+
+
+def _files(root):
+  out = {}
+  for dirpath, _, names in os.walk(root):
+    for name in names:
+      path = os.path.join(dirpath, name)
+      out[path] = os.stat(path).st_mtime_ns
+  return out
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+  data_dir = str(tmp_path_factory.mktemp("tfds"))
+  builder = tfds.builder("synthetic_hands/tiny", data_dir=data_dir)
+  builder.download_and_prepare(file_format="array_record")
+  return builder, data_dir
+
+
+def test_registered_with_configs():
+  assert tfds.builder_cls("synthetic_hands") is synthetic_hands.SyntheticHands
+  names = {c.name for c in synthetic_hands.SyntheticHands.BUILDER_CONFIGS}
+  assert {"tiny", "quickstart", "default_64", "default_128", "default_256", "shifted_128"} <= names
+
+
+def test_data_source_equals_render_batch(prepared):
+  builder, _ = prepared
+  source = builder.as_data_source()
+  assert len(source["train"]) == 16 and len(source["test"]) == 8
+  for split, start in (("train", 0), ("train", 8), ("test", 0)):
+    ref = synthetic.render_batch(0, start, 8, 32, "default", split)
+    for i in range(8):
+      example = source[split][start + i]
+      assert int(example["index"]) == start + i
+      for key, value in ref.items():
+        np.testing.assert_array_equal(np.asarray(example[key]), value[i], err_msg=f"{split} {key}")
+  # Written and read without TensorFlow.
+  assert importlib.util.find_spec("tensorflow") is None or "tensorflow" not in sys.modules
+
+
+def test_second_prepare_is_a_no_op(prepared, monkeypatch):
+  builder, data_dir = prepared
+  before = _files(data_dir)
+
+  def fail(*args, **kwargs):
+    raise AssertionError("render_batch must not run for a prepared dataset")
+
+  monkeypatch.setattr(synthetic, "render_batch", fail)
+  again = tfds.builder("synthetic_hands/tiny", data_dir=data_dir)
+  again.download_and_prepare(file_format="array_record")
+  assert _files(data_dir) == before
+
+
+def test_interrupted_prepare_leaves_no_dataset(tmp_path, monkeypatch):
+  real = synthetic.render_batch
+  calls = []
+
+  def flaky(*args, **kwargs):
+    calls.append(args)
+    if len(calls) > 1:
+      raise KeyboardInterrupt("simulated interruption")
+    return real(*args, **kwargs)
+
+  monkeypatch.setattr(synthetic, "render_batch", flaky)
+  builder = tfds.builder("synthetic_hands/tiny", data_dir=str(tmp_path))
+  with pytest.raises(KeyboardInterrupt):
+    builder.download_and_prepare(file_format="array_record")
+  final = tmp_path / "synthetic_hands" / "tiny" / "1.0.0"
+  assert not final.exists()
+  monkeypatch.setattr(synthetic, "render_batch", real)
+  builder = tfds.builder("synthetic_hands/tiny", data_dir=str(tmp_path))
+  builder.download_and_prepare(file_format="array_record")
+  assert final.exists() and len(builder.as_data_source()["test"]) == 8
