@@ -10,6 +10,7 @@ functions by topic; the names below are re-exported for convenience.
 """
 
 from handjax.losses import adversarial
+from handjax.losses import consistency
 from handjax.losses import contrastive
 from handjax.losses import elbo
 from handjax.losses import gaussian
@@ -18,10 +19,13 @@ from handjax.losses import image
 from handjax.losses import kinematic
 from handjax.losses import pointcloud
 from handjax.losses import pose
+from handjax.losses import pseudo_labels
 from handjax.losses import schedules
 from handjax.losses.adversarial import bce_with_logits
 from handjax.losses.adversarial import discriminator_loss
 from handjax.losses.adversarial import generator_loss
+from handjax.losses.consistency import cross_modal_consistency
+from handjax.losses.consistency import view_consistency
 from handjax.losses.contrastive import nt_xent
 from handjax.losses.elbo import cross_modal_elbo
 from handjax.losses.elbo import disentangled_elbo
@@ -57,6 +61,9 @@ from handjax.losses.pointcloud import sinkhorn_divergence
 from handjax.losses.pose import pose_25d_distance
 from handjax.losses.pose import pose_l2
 from handjax.losses.pose import pose_mse
+from handjax.losses.pseudo_labels import confidence
+from handjax.losses.pseudo_labels import select_confident
+from handjax.losses.pseudo_labels import unsupervised_loss
 from handjax.losses.schedules import cyclical_beta
 from handjax.losses.schedules import linear_warmup_beta
 from handjax.losses.schedules import log_linear_beta
