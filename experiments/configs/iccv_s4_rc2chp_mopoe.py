@@ -1,0 +1,33 @@
+r"""Yang et al. ICCV 2019, Table 1 row: S4 RC2CHP with a mixture of products of experts (beyond the
+paper).
+
+  python -m experiments.train --config=experiments/configs/iccv_s4_rc2chp_mopoe.py \
+      --workdir=workdirs/iccv_s4_rc2chp_mopoe --config.data.manual_dir=/path/to/RHD_published_v2
+
+Encoders 'RC', decoders 'CHP' (R: RGB, C: point cloud, H: heat maps, P: 3D pose), alignment
+'experts', fusion 'mopoe'. Paper settings (Sec. 4-5, `aligned_latents.default_config`): latent 64,
+ResNet-18 RGB encoder with two FC layers, ResPEL point encoder (512 units), FoldingNet and DCGAN
+decoders, lambda_heat 0.01, lambda_cloud 1, beta 1e-5 -> 1e-3 (log-linear over 100k steps), Adam
+1e-4 with two x0.1 drops (steps 200k, 260k: the paper drops "after convergence"), batch 32,
+256 points, 256 px crops, view correction, middle-MCP root, ground-truth scale (RHD protocol).
+
+Run time: CPU impractical (days); one GPU: not yet measured.
+Expected result: no paper number (a side-by-side row next to S4 PoE, 13.14 mm in the paper); here:
+not yet measured.
+"""
+
+import ml_collections
+
+from handjax.methods import aligned_latents
+
+
+def get_config() -> ml_collections.ConfigDict:
+  """S4 RC2CHP with a mixture of products of experts (beyond the paper)."""
+  config = aligned_latents.default_config()
+  config.encoders = 'RC'
+  config.decoders = 'CHP'
+  config.alignment = 'experts'
+  config.fusion = 'mopoe'
+  config.data.dataset = "rhd"
+  config.data.builder_config = "dominant"
+  return config
