@@ -75,6 +75,15 @@ def test_labelled_fraction_keeps_exactly_the_first_examples(source):
     pipeline.num_labelled(10, 1.5)
 
 
+def test_labelled_examples_stay_labelled_in_later_epochs(source):
+  # Regression: after shuffle + repeat the marking saw unwrapped indices, so every example of
+  # epoch 2 onwards lost its label and training silently stopped learning the pose.
+  config = small_config(labelled_fraction=0.25, batch_size=NUM_EXAMPLES)
+  for batch in take(pipeline.make_dataset(config, "train", source=source, seed=2), 3):
+    assert sorted(batch["index"]) == list(range(NUM_EXAMPLES))
+    np.testing.assert_array_equal(batch["has_pose3d"], batch["index"] < 3)
+
+
 def test_resumed_iterator_yields_the_next_batch(source):
   config = small_config()
   k = 4  # crosses an epoch boundary (12 examples / 4 per batch)

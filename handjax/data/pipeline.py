@@ -133,10 +133,14 @@ def num_labelled(num_examples: int, fraction: float) -> int:
 class _MarkLabelled(grain.transforms.MapWithIndex):
   """Drops the 3D pose labels of source examples at index >= num_labelled (zeros + has_ = False)."""
 
-  def __init__(self, num_labelled_examples: int):
+  def __init__(self, num_labelled_examples: int, num_examples: int):
     self.num_labelled = num_labelled_examples
+    self.num_examples = num_examples
 
   def map_with_index(self, index: int, element: dict[str, Any]) -> dict[str, Any]:
+    # After shuffle + repeat, grain hands this map the *unwrapped* position (epoch e sees indices
+    # e * N .. e * N + N - 1); the source example is index mod N, and labels must follow the example.
+    index = index % self.num_examples
     example = {k: np.asarray(v) for k, v in element.items()}
     example["index"] = np.asarray(index, np.int64)
     if index >= self.num_labelled:
@@ -281,7 +285,8 @@ def make_dataset(
     raise ValueError(f"split {split!r} of {config.dataset} is empty")
   train = split == config.train_split
   ds = grain.MapDataset.source(source)
-  ds = ds.map_with_index(_MarkLabelled(num_labelled(len(source), config.labelled_fraction)))
+  ds = ds.map_with_index(
+      _MarkLabelled(num_labelled(len(source), config.labelled_fraction), len(source)))
   if train:
     ds = ds.shuffle(seed=seed).repeat(None)
   ds = ds.random_map(ProcessExample(config, augment=train and config.augment.enabled), seed=seed)

@@ -1,1 +1,16 @@
-"""handjax.methods."""
+"""handjax.methods: the published systems; importing this package registers them by name.
+
+- ``crossmodal_vae``: Spurr et al. CVPR 2018 (cross-modal VAE, Alg. 1 pair alternation).
+- ``aligned_latents``: Yang et al. ICCV 2019 (strategies S1-S4: extended decoders, KL or
+  product-of-experts alignment; mixture fusions for comparison).
+- ``dvae``: Yang dissertation ch. 4 (disentangled VAE, Alg. 4.1 / 4.2).
+- ``multistage``: Stergioulas et al. (adversarial disentanglement, variational alignment, kinematic
+  refinement with injection decoders).
+"""
+
+from handjax.methods import aligned_latents
+from handjax.methods import crossmodal_vae
+from handjax.methods import dvae
+from handjax.methods import multistage
+
+__all__ = ["aligned_latents", "crossmodal_vae", "dvae", "multistage"]

@@ -72,6 +72,7 @@ def format_table(summary: dict[str, Any], step: int, split: str) -> str:
   rows = [("split", split), ("step", str(step)), ("examples", str(summary["num_examples"])),
           ("mean EPE (mm)", f"{summary['mean_epe_mm']:.2f}"),
           ("median EPE (mm)", f"{summary['median_epe_mm']:.2f}"),
+          ("mean-pose baseline EPE (mm)", f"{summary.get('mean_pose_epe_mm', float('nan')):.2f}"),
           ("AUC 20-50 mm (31 thr.)", f"{summary['auc_20_50']:.4f}"),
           ("AUC 21.05-50 mm (ref. script)", f"{summary['auc_20_50_reference']:.4f}")]
   width = max(len(r[0]) for r in rows)
@@ -107,7 +108,8 @@ def evaluate_workdir(workdir: str, split: str = "test", num_skeletons: int = 8) 
                     process_count=jax.process_count(), seed=config.seed)
   out = evaluation.predict_split(restored.method, restored.state.params, restored.state.model_state,
                                  batches, restored.mesh,
-                                 sharding_lib.local_batch_size(config.batch_size, restored.mesh))
+                                 sharding_lib.local_batch_size(config.batch_size, restored.mesh),
+                                 root_joint=evaluation.root_joint(config))
   summary = evaluation.summarize(out["pred_pose3d"], out["pose3d"], out.get("visible"))
   summary["num_examples"] = int(len(out["pose3d"]))
   summary["step"] = restored.step

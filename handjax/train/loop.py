@@ -90,7 +90,8 @@ def run_evaluation(method: method_lib.Method, state: state_lib.TrainState,
   batches = factory(config, split, process_index=jax.process_index(),
                     process_count=jax.process_count(), seed=config.seed)
   out = evaluation.predict_split(method, state.params, state.model_state, batches, mesh,
-                                 sharding_lib.local_batch_size(config.batch_size, mesh))
+                                 sharding_lib.local_batch_size(config.batch_size, mesh),
+                                 root_joint=evaluation.root_joint(config))
   summary = evaluation.summarize(out["pred_pose3d"], out["pose3d"], out.get("visible"))
   summary["num_examples"] = int(len(out["pose3d"]))
   return summary
@@ -100,8 +101,10 @@ def _write_eval(summary: dict[str, Any], step: int, workdir: str,
                 writer: metrics_writer.MetricWriter) -> None:
   """Eval scalars to the writer, a log line, and (process 0) the PCK curve PNG."""
   writer.write_scalars(step, evaluation.scalar_summary(summary))
-  logging.info("eval @ step %d: mean EPE %.2f mm, AUC(20-50 mm) %.3f over %d examples", step,
-               summary["mean_epe_mm"], summary["auc_20_50"], summary["num_examples"])
+  logging.info("eval @ step %d: mean EPE %.2f mm (mean-pose baseline %.2f mm), AUC(20-50 mm) %.3f "
+               "over %d examples", step, summary["mean_epe_mm"],
+               summary.get("mean_pose_epe_mm", float("nan")), summary["auc_20_50"],
+               summary["num_examples"])
   if jax.process_index() != 0:
     return
   plots.plot_pck({"model": summary["pck_0_50"]},

@@ -45,10 +45,17 @@ def maybe_initialize_distributed(force: bool = False) -> bool:
 
 
 def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
-  """A 1-D ``data`` mesh over ``devices`` (default: every device of every process)."""
+  """A 1-D ``data`` mesh over ``devices`` (default: every device of every process).
+
+  The axis is ``AxisType.Auto``: the compiler propagates shardings (and inserts the gradient
+  all-reduce). ``jax.make_mesh`` defaults to ``Explicit`` axes since JAX 0.7, under which library code
+  that is not sharding-aware (ott-jax's Sinkhorn, used by the EMD loss) fails to trace with a
+  batch-sharded input ("Resource axis: data ... is not found in mesh").
+  """
+  auto = (jax.sharding.AxisType.Auto,)
   if devices is None:
-    return jax.make_mesh((jax.device_count(),), (DATA_AXIS,))
-  return Mesh(np.asarray(devices), (DATA_AXIS,))
+    return jax.make_mesh((jax.device_count(),), (DATA_AXIS,), axis_types=auto)
+  return Mesh(np.asarray(devices), (DATA_AXIS,), axis_types=auto)
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
