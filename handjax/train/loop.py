@@ -38,13 +38,19 @@ DatasetFactory = Callable[..., Any]
 def resolve_dataset_factory(config: ml_collections.ConfigDict) -> DatasetFactory:
   """The dataset factory for ``config.data.source``.
 
-  ``'toy'``: the in-memory toy data of :mod:`handjax.train.toy`. Otherwise ``config.data`` is a
+  ``'toy'``: the in-memory toy data of :mod:`handjax.train.toy`. ``'domains'``: labelled source +
+  unlabelled target batches (:func:`handjax.data.domains.make_mixed_dataset`; SemiHand and the
+  dual-modality network). Otherwise ``config.data`` is a
   ``handjax.data.pipeline.default_data_config()`` block, read by ``pipeline.make_dataset`` with the
   experiment's global ``config.batch_size`` (one batch size per run, not two that can disagree).
   """
-  if config.data.get("source", "pipeline") == "toy":
+  source = config.data.get("source", "pipeline")
+  if source == "toy":
     from handjax.train import toy  # pylint: disable=g-import-not-at-top
     return toy.toy_dataset
+  if source == "domains":
+    from handjax.data import domains  # pylint: disable=g-import-not-at-top
+    return domains.make_mixed_dataset
   from handjax.data import pipeline  # pylint: disable=g-import-not-at-top
 
   def factory(cfg: ml_collections.ConfigDict, split: str, **kwargs: Any) -> Any:

@@ -1,0 +1,20 @@
+r"""Yang dissertation ch. 7, Table 7.2 ablation 'w/o attention fusion' (additive fusion of pooled
+features instead).
+
+  python -m experiments.train --config=experiments/configs/dualmod_no_attention.py \
+      --workdir=workdirs/dualmod_no_attention
+
+Data and network: see dualmod_common.py. Run time: CPU impractical; one GPU: not yet measured.
+Expected result (shifted_128 test mean EPE / AUC, RGB branch only): not yet measured.
+"""
+
+import ml_collections
+
+from experiments.configs import dualmod_common
+
+
+def get_config() -> ml_collections.ConfigDict:
+  """Dual-modality network, Table 7.2 row 'no_attention'."""
+  config = dualmod_common.base_config()
+  config.dualmod.attention = False
+  return config

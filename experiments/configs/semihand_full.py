@@ -1,0 +1,20 @@
+r"""Yang dissertation ch. 6, Table 6.1 row 'full' (SemiHand): pseudo-labels + view + cross-modal
+consistency (Eq. 6.1).
+
+  python -m experiments.train --config=experiments/configs/semihand_full.py \
+      --workdir=workdirs/semihand_full
+
+Source synthetic_hands/default_64, target synthetic_hands/shifted_64 (see semihand_common.py).
+Run time: CPU impractical; one GPU: not yet measured. Expected result (target-test mean EPE / AUC):
+not yet measured.
+"""
+
+import ml_collections
+
+from experiments.configs import semihand_common
+
+
+def get_config() -> ml_collections.ConfigDict:
+  """SemiHand, Table 6.1 row 'full'."""
+  config = semihand_common.base_config()
+  return config

@@ -1,0 +1,22 @@
+r"""Yang dissertation ch. 6, Table 6.1 row '+pseudo-labels': pre-training, then corrected,
+confidence-selected pseudo-labels (Eq. 6.6-6.8) only.
+
+  python -m experiments.train --config=experiments/configs/semihand_pseudo.py \
+      --workdir=workdirs/semihand_pseudo
+
+Source synthetic_hands/default_64, target synthetic_hands/shifted_64 (see semihand_common.py).
+Run time: CPU impractical; one GPU: not yet measured. Expected result (target-test mean EPE / AUC):
+not yet measured.
+"""
+
+import ml_collections
+
+from experiments.configs import semihand_common
+
+
+def get_config() -> ml_collections.ConfigDict:
+  """SemiHand, Table 6.1 row 'pseudo'."""
+  config = semihand_common.base_config()
+  config.semihand.use_vc = False
+  config.semihand.use_cc = False
+  return config

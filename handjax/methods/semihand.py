@@ -1,0 +1,321 @@
+"""SemiHand (Yang dissertation ch. 6; Yang et al. ICCV 2021) as a trainer method.
+
+A two-stack hourglass (`models.Hourglass`) predicts a 2.5D pose p = (uv, d) and a hand mask w.
+Rows of a batch with ``has_pose3d`` are labelled (source domain); the other rows are unlabelled
+(target domain). The objective (Eq. 6.1) is
+
+    L = L_sup(labelled) + L_unsup(unlabelled) + lambda_c (L_vc + L_cc)(unlabelled),
+
+* L_sup (Eq. 6.3) = l(p, p_gt) + lambda_w ||w - w_gt||_1 on every stack (intermediate supervision),
+  l the 2.5D distance of Eq. 6.2 (lambda_d = 50), lambda_w = 100;
+* L_unsup (Eq. 6.6) = 1(C(p_hat) <= tau) l(p, p_hat) + l(r, p) with r = P(p_hat) the correction
+  (`hand.correction.correct_pose_25d`), C the confidence of Eq. 6.8, tau = 1.5;
+* L_vc (Eq. 6.10) and L_cc (Eq. 6.11-6.14) from `losses.consistency`, lambda_c = 0.1.
+
+Two phases on all parameters: ``pretrain`` (L_sup only, steps [0, pretrain_steps)) and ``adapt``
+(the full objective, from pretrain_steps on).
+
+Units: uv enters l divided by the heat-map side (so in [0, 1]; the dissertation does not state its
+normalisation and tau = 1.5 is only meaningful for some unit), depth is the root-relative depth
+divided by the reference-bone length s (Iqbal et al. ECCV 2018), i.e. ``pose3d_normalized[..., 2]``.
+
+Departure from Algorithm 6.1 (documented for BUILD_NOTES): labels are not stored per round. At every
+step the pseudo-label is computed on the fly from the current model's prediction p' on the batch
+view x under stop-gradient: r' = P(p'), p_hat = (p' + r') / 2 (the exact minimiser of Eq. 6.7,
+`losses.pseudo_labels.update_pseudo_labels`), r = P(p_hat). The K rounds of Algorithm 6.1 thus
+become one label update per step (K = number of adaptation steps). The correction needs metric
+depth: the unknown target scale is replaced by the template's reference-bone length (the correction
+imposes the template's bone lengths anyway).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from handjax.hand import circles as circles_lib
+from handjax.hand import correction
+from handjax.hand import lifting
+from handjax.hand import skeleton
+from handjax.hand.lifting import Pose25D
+from handjax.losses import consistency
+from handjax.losses import image as image_losses
+from handjax.losses import pseudo_labels
+from handjax.losses.pose import pose_25d_distance
+from handjax.models.hourglass import Hourglass
+from handjax.train import method as method_lib
+
+LAMBDA_W = 100.0  # mask weight of Eq. 6.3 (Sec. 6.4.1).
+TEMPLATE_SCALE = float(lifting.reference_bone_length(jnp.asarray(correction.TEMPLATE_POSE)))
+
+
+# ------------------------------------------------------------------------------------------------
+# Coordinates.
+
+
+def image_to_map_uv(uv: jax.Array, image_size: int, map_size: int) -> jax.Array:
+  """Image pixels -> heat-map pixels with pixel centres at integers: u' = (u + 0.5) f - 0.5."""
+  f = map_size / image_size
+  return (uv + 0.5) * f - 0.5
+
+
+def map_to_image_uv(uv: jax.Array, image_size: int, map_size: int) -> jax.Array:
+  """Inverse of `image_to_map_uv`."""
+  f = map_size / image_size
+  return (uv + 0.5) / f - 0.5
+
+
+def random_affine(rng: jax.Array, batch: int, size: int, max_rotation_deg: float,
+                  max_translate: float, max_scale: float) -> jax.Array:
+  """(B, 2, 3) random similarity maps about the image centre (the Sec. 6.3.4 perturbations).
+
+  uv' = s R(theta) (uv - c) + c + t, theta ~ U(+-max_rotation), s ~ U(1 +- max_scale),
+  t ~ U(+-max_translate * size)^2, c = ((size - 1) / 2, (size - 1) / 2).
+  """
+  k1, k2, k3 = jax.random.split(rng, 3)
+  theta = jnp.deg2rad(jax.random.uniform(k1, (batch,), minval=-max_rotation_deg,
+                                         maxval=max_rotation_deg))
+  scale = jax.random.uniform(k2, (batch,), minval=1 - max_scale, maxval=1 + max_scale)
+  shift = jax.random.uniform(k3, (batch, 2), minval=-max_translate, maxval=max_translate) * size
+  cos, sin = scale * jnp.cos(theta), scale * jnp.sin(theta)
+  linear = jnp.stack([jnp.stack([cos, -sin], -1), jnp.stack([sin, cos], -1)], -2)  # (B, 2, 2)
+  centre = jnp.full((2,), (size - 1) / 2.0)
+  offset = centre + shift - jnp.einsum("bij,j->bi", linear, centre)
+  return jnp.concatenate([linear, offset[..., None]], -1)
+
+
+def rescale_affine(transform: jax.Array, factor: float) -> jax.Array:
+  """The same map in coordinates x' = (x + 0.5) factor - 0.5 (image -> heat-map pixels)."""
+  linear, shift = transform[..., :2], transform[..., 2]
+  c = 0.5 * factor - 0.5
+  # x'_out = f (A x + b + 0.5) - 0.5 with x = (x' - c) / f.
+  new_shift = factor * shift + c - jnp.einsum("...ij,j->...i", linear, jnp.full((2,), c))
+  return jnp.concatenate([linear, new_shift[..., None]], -1)
+
+
+def _row_mean(values: jax.Array, rows: jax.Array) -> jax.Array:
+  """sum(rows * values) / max(sum(rows), 1): the mean over the selected rows (0 if none)."""
+  rows = rows.astype(values.dtype)
+  return jnp.sum(rows * values) / jnp.maximum(jnp.sum(rows), 1.0)
+
+
+def _flag(batch, key: str) -> jax.Array:
+  flag = batch.get(f"has_{key}")
+  if flag is None:
+    return jnp.ones(batch["image"].shape[:1], bool)
+  return jnp.asarray(flag).astype(bool)
+
+
+def _resize_mask(mask: jax.Array, size: int) -> jax.Array:
+  mask = jnp.minimum(jnp.asarray(mask, jnp.float32), 1.0)
+  if mask.shape[1] == size:
+    return mask
+  return jax.image.resize(mask, mask.shape[:1] + (size, size, 1), "linear")
+
+
+# ------------------------------------------------------------------------------------------------
+# Loss terms (pure functions of network outputs; the tests recompute them from handjax.losses).
+
+
+def stack_pose(out: dict[str, jax.Array], map_size: int) -> Pose25D:
+  """A stack's 2.5D pose in loss units: uv / map_size, depth / s."""
+  return Pose25D(out["uv"] / map_size, out["depth"])
+
+
+def supervised_terms(outputs: list[dict[str, jax.Array]], batch, map_size: int, lambda_d: float,
+                     lambda_w: float) -> tuple[jax.Array, jax.Array]:
+  """Per-example Eq. 6.3 summed over stacks: (pose term l(p, p_gt), lambda_w * mask L1)."""
+  image_size = batch["image"].shape[1]
+  target_uv = image_to_map_uv(batch["uv"], image_size, map_size) / map_size
+  target_depth = batch["pose3d_normalized"][..., 2]
+  target_mask = _resize_mask(batch["mask"], map_size)
+  pose = mask = 0.0
+  for out in outputs:
+    p = stack_pose(out, map_size)
+    pose = pose + pose_25d_distance(p.uv, p.depth, target_uv, target_depth, lambda_d)
+    mask = mask + lambda_w * image_losses.mask_l1(jax.nn.sigmoid(out["mask_logits"]), target_mask)
+  return pose, mask
+
+
+def make_corrector(K: jax.Array, hand_side: jax.Array, image_size: int,
+                   map_size: int) -> Callable[[Pose25D], Pose25D]:
+  """P on loss-unit poses: to image pixels and metric depth (template scale), correct, and back."""
+
+  def correct(p: Pose25D) -> Pose25D:
+    uv = map_to_image_uv(p.uv * map_size, image_size, map_size)
+    uv_c, depth_c = correction.correct_pose_25d(uv, p.depth * TEMPLATE_SCALE, K, hand_side)
+    return Pose25D(image_to_map_uv(uv_c, image_size, map_size) / map_size,
+                   depth_c / TEMPLATE_SCALE)
+
+  return correct
+
+
+def pseudo_label_terms(pred: Pose25D, pred_t: Pose25D, transform: jax.Array, correct,
+                       tau: float, lambda_d: float) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Per-example L_unsup (Eq. 6.6) with on-the-fly labels (module docstring) and C (Eq. 6.8).
+
+  Args:
+    pred: prediction p = f(x) in loss units.
+    pred_t: prediction f(T(x)) on the perturbed view.
+    transform: (B, 2, 3) T in loss units (uv / map_size).
+    correct: the registration P on loss-unit poses.
+    tau: confidence threshold.
+    lambda_d: depth weight of Eq. 6.2.
+
+  Returns:
+    (loss (B,), confidence (B,), kept (B,) bool).
+  """
+  previous = jax.lax.stop_gradient(pred)
+  pseudo, corrected = pseudo_labels.update_pseudo_labels(previous, correct(previous), correct)
+  conf = pseudo_labels.confidence(pseudo, jax.lax.stop_gradient(pred_t), corrected, transform,
+                                  lambda_d)
+  loss = pseudo_labels.unsupervised_loss(pred, pseudo, corrected, conf, tau, lambda_d)
+  return loss, conf, pseudo_labels.select_confident(conf, tau)
+
+
+def cross_modal_term(out: dict[str, jax.Array], batch, map_size: int) -> jax.Array:
+  """Per-example L_cc (Eq. 6.11) in heat-map pixels; circle radii from the predicted pose's size."""
+  image_size = batch["image"].shape[1]
+  uv_image = map_to_image_uv(out["uv"], image_size, map_size)
+  ppu = circles_lib.pixels_per_reference_bone(uv_image, out["depth"], batch["K"])
+  # The radii follow the hand's size but are not a way for the pose to lower the loss.
+  ppu = jax.lax.stop_gradient(ppu) * (map_size / image_size)
+  return consistency.cross_modal_consistency(out["uv"], jax.nn.sigmoid(out["mask_logits"]), ppu)
+
+
+# ------------------------------------------------------------------------------------------------
+# The method.
+
+
+def _network(config: ml_collections.ConfigDict) -> Hourglass:
+  m = config.model
+  return Hourglass(features=m.features, num_stacks=m.num_stacks, levels=m.levels,
+                   stem_stride=m.stem_stride)
+
+
+def _map_size(config: ml_collections.ConfigDict) -> int:
+  return config.data.image_size // config.model.stem_stride
+
+
+def make_loss(config: ml_collections.ConfigDict, adapt: bool) -> method_lib.LossFn:
+  """Eq. 6.1 (``adapt``) or Eq. 6.3 alone (pre-training); see the module docstring."""
+  net = _network(config)
+  s = config.semihand
+  map_size = _map_size(config)
+
+  def loss_fn(params, model_state, batch, rng, step):
+    del step
+    variables = {**params, **model_state}
+    outputs, updates = net.apply(variables, batch["image"], train=True, mutable=["batch_stats"])
+    labelled = _flag(batch, "pose3d")
+    pose_sup, mask_sup = supervised_terms(outputs, batch, map_size, s.lambda_d, s.lambda_w)
+    sup = _row_mean(pose_sup + mask_sup, labelled)
+    metrics = {"sup_pose": _row_mean(pose_sup, labelled), "sup_mask": _row_mean(mask_sup, labelled)}
+    total = sup
+    if adapt:
+      unlabelled = ~labelled
+      image_size = batch["image"].shape[1]
+      transform = random_affine(rng, batch["image"].shape[0], image_size, s.rotation_deg,
+                                s.translate, s.scale)
+      image_t, _ = consistency.warp_affine(batch["image"], transform)
+      outputs_t, _ = net.apply(variables, image_t, train=True, mutable=["batch_stats"])
+      last, last_t = outputs[-1], outputs_t[-1]
+      t_map = rescale_affine(transform, map_size / image_size)
+      # Loss units divide uv by map_size: conjugate T by that scaling.
+      t_unit = jnp.concatenate([t_map[..., :2], t_map[..., 2:] / map_size], -1)
+      pred, pred_t = stack_pose(last, map_size), stack_pose(last_t, map_size)
+      if s.use_pseudo_labels:
+        correct = make_corrector(batch["K"], batch["hand_side"], image_size, map_size)
+        unsup, conf, kept = pseudo_label_terms(pred, pred_t, t_unit, correct, s.tau, s.lambda_d)
+        total = total + s.lambda_l * _row_mean(unsup, unlabelled)
+        metrics.update(unsup=_row_mean(unsup, unlabelled), confidence=_row_mean(conf, unlabelled),
+                       kept_fraction=_row_mean(kept.astype(jnp.float32), unlabelled))
+      if s.use_vc:
+        vc = consistency.view_consistency(pred_t, jax.nn.sigmoid(last_t["mask_logits"]), pred,
+                                          jax.nn.sigmoid(last["mask_logits"]), t_unit, s.lambda_d)
+        total = total + s.lambda_c * _row_mean(vc, unlabelled)
+        metrics["vc"] = _row_mean(vc, unlabelled)
+      if s.use_cc:
+        cc = cross_modal_term(last, batch, map_size)
+        total = total + s.lambda_c * _row_mean(cc, unlabelled)
+        metrics["cc"] = _row_mean(cc, unlabelled)
+    metrics["loss"] = total
+    return total, (metrics, dict(updates))
+
+  return loss_fn
+
+
+def make_predict(config: ml_collections.ConfigDict) -> method_lib.PredictFn:
+  """Final stack -> uv (image pixels) and pose3d lifted with K and the ground-truth scale.
+
+  The RHD/STB protocol gives the reference-bone length s at test time: P = s * lift(uv, d / s, K)
+  (Iqbal et al. ECCV 2018), made root-relative. Without ``batch["scale"]`` s = the template's.
+  """
+  net = _network(config)
+  map_size = _map_size(config)
+
+  def predict(params, model_state, batch):
+    image = batch["image"]
+    out = net.apply({**params, **model_state}, image, train=False)[-1]
+    uv = map_to_image_uv(out["uv"], image.shape[1], map_size)
+    scale = batch.get("scale")
+    scale = (jnp.full(image.shape[:1], TEMPLATE_SCALE) if scale is None
+             else jnp.where(scale > 0, scale, TEMPLATE_SCALE))
+    pose = lifting.lift_25d(uv, out["depth"], batch["K"], scale)
+    return {"pose3d": pose - pose[:, skeleton.WRIST:skeleton.WRIST + 1], "uv": uv,
+            "depth": out["depth"], "mask": jax.nn.sigmoid(out["mask_logits"])}
+
+  return predict
+
+
+def default_semihand_config() -> ml_collections.ConfigDict:
+  """The ``config.semihand`` block: loss weights, threshold, perturbation, ablation switches."""
+  c = ml_collections.ConfigDict()
+  c.lambda_d = 50.0  # Eq. 6.2.
+  c.lambda_w = LAMBDA_W  # Eq. 6.3.
+  c.lambda_c = consistency.LAMBDA_C  # Eq. 6.1.
+  c.lambda_l = 1.0  # weight of L_unsup (1 in Eq. 6.1).
+  c.tau = pseudo_labels.TAU
+  c.pretrain_steps = 0
+  c.use_pseudo_labels = True
+  c.use_vc = True
+  c.use_cc = True
+  c.rotation_deg = 30.0
+  c.translate = 0.1
+  c.scale = 0.1
+  return c
+
+
+@method_lib.register_method("semihand")
+def semihand_method(config: ml_collections.ConfigDict) -> method_lib.Method:
+  """SemiHand: phases ``pretrain`` (Eq. 6.3) then ``adapt`` (Eq. 6.1); see the module docstring."""
+  net = _network(config)
+  size = config.data.image_size
+  if size % (config.model.stem_stride * 2**config.model.levels):
+    raise ValueError(f"config.data.image_size {size} must be divisible by stem_stride * 2^levels.")
+
+  def init(rng, batch):
+    variables = net.init(rng, batch["image"], train=False)
+    return {"params": variables["params"]}, {"batch_stats": variables["batch_stats"]}
+
+  opt = method_lib.make_optimizer(config.optimizer, config.num_steps)
+  pre = int(config.semihand.pretrain_steps)
+  phases = []
+  if pre > 0:
+    phases.append(method_lib.Phase("pretrain", make_loss(config, adapt=False), opt, stop=pre))
+  if pre < config.num_steps:
+    phases.append(method_lib.Phase("adapt", make_loss(config, adapt=True), opt, start=pre))
+  j = skeleton.NUM_JOINTS
+  spec = {"image": jax.ShapeDtypeStruct((size, size, 3), jnp.float32),
+          "uv": jax.ShapeDtypeStruct((j, 2), jnp.float32),
+          "pose3d_normalized": jax.ShapeDtypeStruct((j, 3), jnp.float32),
+          "K": jax.ShapeDtypeStruct((3, 3), jnp.float32)}
+  return method_lib.Method(name="semihand", init=init, phases=phases, predict=make_predict(config),
+                           input_spec=spec)
+
+
+__all__ = ["default_semihand_config", "image_to_map_uv", "make_loss", "map_to_image_uv",
+           "pseudo_label_terms", "random_affine", "rescale_affine", "semihand_method"]

@@ -1,0 +1,168 @@
+"""Tests of the dual-modality method (Yang dissertation ch. 7): losses against handjax.losses, the
+confidence selection, and an RGB-only inference path."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from handjax.hand import lifting
+from handjax.losses import image as image_losses
+from handjax.losses.contrastive import nt_xent
+from handjax.losses.pose import pose_25d_distance
+from handjax.methods import dual_modality as dm
+from handjax.train import method as method_lib
+
+SIZE = 32
+BATCH = 4
+
+
+def _config(**overrides) -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.method = "dual_modality"
+  c.num_steps = 10
+  c.batch_size = BATCH
+  c.data = ml_collections.ConfigDict({"image_size": SIZE})
+  c.model = ml_collections.ConfigDict({"depth": 18, "width": 0.125, "stage_sizes": (1, 1, 1, 1),
+                                       "map_size": SIZE, "decoder_channels": (8, 8),
+                                       "base_channels": 8, "proj_dim": 128})
+  c.optimizer = ml_collections.ConfigDict({"name": "adam", "learning_rate": 1e-3})
+  c.dualmod = dm.default_dualmod_config()
+  c.dualmod.pretrain_steps = 5
+  c.dualmod.update(overrides)
+  return c
+
+
+def _batch(labelled=(True, True, False, False)) -> dict[str, jax.Array]:
+  rng = np.random.default_rng(0)
+  K = np.array([[60.0, 0, 15.5], [0, 60.0, 15.5], [0, 0, 1]], np.float32)
+  pose = rng.normal(0, 0.03, (BATCH, 21, 3)) + np.array([0, 0, 0.5])
+  uv = np.einsum("ij,bnj->bni", K, pose)
+  uv = uv[..., :2] / uv[..., 2:]
+  scale = np.linalg.norm(pose[:, 10] - pose[:, 9], axis=-1)
+  mask = (rng.uniform(size=(BATCH, SIZE, SIZE, 1)) > 0.6).astype(np.uint8)
+  depth = np.where(mask > 0, rng.uniform(0.45, 0.55, mask.shape), 0.0)
+  return {"image": jnp.asarray(rng.uniform(-0.5, 0.5, (BATCH, SIZE, SIZE, 3)), jnp.float32),
+          "depth": jnp.asarray(depth, jnp.float32), "mask": jnp.asarray(mask),
+          "uv": jnp.asarray(uv, jnp.float32),
+          "pose3d_normalized": jnp.asarray((pose - pose[:, :1]) / scale[:, None, None],
+                                           jnp.float32),
+          "scale": jnp.asarray(scale, jnp.float32),
+          "K": jnp.broadcast_to(jnp.asarray(K), (BATCH, 3, 3)),
+          "hand_side": jnp.zeros((BATCH,), jnp.int32), "has_pose3d": jnp.array(labelled)}
+
+
+@pytest.fixture(scope="module")
+def setup():
+  config = _config()
+  method = method_lib.get_method(config)
+  batch = _batch()
+  params, state = jax.jit(method.init)(jax.random.key(1), batch)
+  return config, method, batch, params, state
+
+
+def _m(out, batch):
+  """Eq. 7.1 from handjax.losses (map == image resolution; uv in loss units = pixels / SIZE)."""
+  pose = pose_25d_distance(out["uv"] / SIZE, out["depth"], batch["uv"] / SIZE,
+                           batch["pose3d_normalized"][..., 2], 50.0)
+  mask = image_losses.mask_l1(jax.nn.sigmoid(out["mask_logits"]), batch["mask"].astype(jnp.float32))
+  depth = image_losses.depth_l1(out["depth_map"], batch["depth"])
+  return pose + 100.0 * mask + 50.0 * depth
+
+
+def test_pretrain_loss_is_eq_7_7(setup):
+  config, method, batch, params, state = setup
+  rng = jax.random.key(5)
+  loss, (metrics, _) = method.phases[0].loss(params, state, batch, rng, jnp.int32(0))
+  net = dm.network(config)
+  variables = {**params, **state}
+  out = net.apply(variables, batch["image"], batch["depth"], True, mutable=["batch_stats"])[0]
+  image_p, depth_p = dm.texture_augment(rng, batch["image"], batch["depth"], 0.3)
+  out_p = net.apply(variables, image_p, depth_p, True, mutable=["batch_stats"])[0]
+  rows = np.asarray(batch["has_pose3d"])
+  sup = sum(np.asarray(_m(out[b], batch)) for b in dm.BRANCHES)
+  valid = batch["has_pose3d"]
+  con = (nt_xent(out["z_rgb"], out_p["z_rgb"], 0.5, valid)
+         + nt_xent(out["z_depth"], out_p["z_depth"], 0.5, valid)
+         + nt_xent(out["z_rgb"], out["z_fusion"], 0.5, valid)
+         + nt_xent(out_p["z_rgb"], out_p["z_fusion"], 0.5, valid))
+  np.testing.assert_allclose(metrics["contrastive"], con, rtol=1e-4)
+  np.testing.assert_allclose(loss, np.mean(sup[rows]) + 0.1 * con, rtol=1e-4)
+  # Texture augmentation leaves the background of the depth map at 0 (unknown) and changes the rest.
+  assert np.all(np.asarray(depth_p)[np.asarray(batch["depth"]) == 0] == 0)
+  assert not np.allclose(image_p, batch["image"])
+
+
+def test_confidence_selection_through_finetune_loss(setup):
+  """One unlabelled row: eps just below its C drops L_l exactly, eps just above keeps it."""
+  _, _, _, params, state = setup  # the switches below leave the parameter tree unchanged
+  batch = _batch(labelled=(True, True, True, False))
+  method = method_lib.get_method(_config(pretrain_steps=0, use_self_distillation=False))
+  rng = jax.random.key(2)
+  _, (metrics, _) = method.phases[0].loss(params, state, batch, rng, jnp.int32(0))
+  c = float(metrics["confidence"])
+  assert c > 0
+  results = {}
+  for eps in (0.99 * c, 1.01 * c):
+    m = method_lib.get_method(_config(pretrain_steps=0, use_self_distillation=False, epsilon=eps))
+    loss, (met, _) = m.phases[0].loss(params, state, batch, rng, jnp.int32(0))
+    results[eps] = (float(loss), float(met["pseudo"]), float(met["kept_fraction"]))
+  below, above = results[0.99 * c], results[1.01 * c]
+  assert below[1] == 0.0 and below[2] == 0.0
+  assert above[1] > 0.0 and above[2] == 1.0
+  np.testing.assert_allclose(above[0] - below[0], above[1], rtol=1e-4)  # lambda_l = 1
+
+
+def test_predict_never_touches_depth_branch(setup):
+  config, method, batch, params, state = setup
+  no_depth = {k: v for k, v in batch.items() if k != "depth"}
+  out = method.predict(params, state, no_depth)
+  # Sentinel: NaN depth-branch parameters and statistics cannot change an RGB-only prediction.
+  poisoned = jax.tree_util.tree_map_with_path(
+      lambda path, x: jnp.full_like(x, jnp.nan) if "depth_net" in jax.tree_util.keystr(path) else x,
+      (params, state))
+  out2 = method.predict(*poisoned, no_depth)
+  np.testing.assert_array_equal(out["pose3d"], out2["pose3d"])
+  net = dm.network(config)
+  ref = net.apply({**params, **state}, batch["image"], method=dm.DualModalityNet.predict_rgb)
+  uv = dm.map_to_image_uv(ref["uv"], SIZE, SIZE)
+  pose = lifting.lift_25d(uv, ref["depth"], batch["K"], batch["scale"])
+  np.testing.assert_allclose(out["pose3d"], pose - pose[:, :1], rtol=1e-4, atol=1e-6)
+  assert any("depth_net" in jax.tree_util.keystr(p)
+             for p, _ in jax.tree_util.tree_flatten_with_path(params)[0])
+
+
+def test_pseudo_label_is_mean_and_variance():
+  rng = np.random.default_rng(1)
+  cands = [lifting.Pose25D(jnp.asarray(rng.normal(size=(2, 21, 2))),
+                           jnp.asarray(rng.normal(size=(2, 21)))) for _ in range(4)]
+  r, conf = dm.pseudo_label(cands, 50.0)
+  uv = np.stack([np.asarray(c.uv) for c in cands])
+  d = np.stack([np.asarray(c.depth) for c in cands])
+  np.testing.assert_allclose(r.uv, uv.mean(0), atol=1e-6)
+  var = (((uv - uv.mean(0)) ** 2).sum((-1, -2)) + 50 * ((d - d.mean(0)) ** 2).sum(-1)).mean(0)
+  np.testing.assert_allclose(conf, var, rtol=1e-5)
+
+
+def test_few_pretrain_steps_reduce_loss(setup):
+  import optax  # pylint: disable=g-import-not-at-top
+  _, _, batch, params, state = setup
+  # Eq. 7.6 alone keeps the compilation short; the contrastive term is checked above.
+  loss_fn = method_lib.get_method(_config(use_contrastive=False)).phases[0].loss
+  opt = optax.adam(3e-3)
+  opt_state = opt.init(params)
+
+  @jax.jit
+  def step(params, state, opt_state, i):
+    (loss, (_, new_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        params, state, batch, jax.random.fold_in(jax.random.key(0), i), i)
+    updates, opt_state = opt.update(grads, opt_state)
+    return optax.apply_updates(params, updates), {**state, **new_state}, opt_state, loss
+
+  losses = []
+  for i in range(12):
+    params, state, opt_state, loss = step(params, state, opt_state, jnp.int32(i))
+    assert np.isfinite(loss)
+    losses.append(float(loss))
+  assert np.mean(losses[-3:]) < 0.8 * losses[0], losses

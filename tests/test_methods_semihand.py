@@ -1,0 +1,245 @@
+"""Tests of the SemiHand method (Yang dissertation ch. 6): its losses against handjax.losses."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from handjax.hand import correction
+from handjax.hand import lifting
+from handjax.hand.lifting import Pose25D
+from handjax.losses import consistency
+from handjax.losses import image as image_losses
+from handjax.losses import pseudo_labels
+from handjax.losses.pose import pose_25d_distance
+from handjax.methods import semihand
+from handjax.train import method as method_lib
+
+SIZE = 32
+BATCH = 4
+
+
+def _config(**overrides) -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.method = "semihand"
+  c.num_steps = 10
+  c.batch_size = BATCH
+  c.data = ml_collections.ConfigDict({"image_size": SIZE})
+  c.model = ml_collections.ConfigDict({"features": 8, "num_stacks": 2, "levels": 1,
+                                       "stem_stride": 1})
+  c.optimizer = ml_collections.ConfigDict({"name": "adam", "learning_rate": 1e-3})
+  c.semihand = semihand.default_semihand_config()
+  c.semihand.update(overrides)
+  return c
+
+
+def _batch() -> dict[str, jax.Array]:
+  rng = np.random.default_rng(0)
+  template = np.asarray(correction.TEMPLATE_POSE)
+  pose = template[None] + rng.normal(0, 0.005, (BATCH, 21, 3)) + np.array([0, 0, 0.5])
+  K = np.array([[60.0, 0, 15.5], [0, 60.0, 15.5], [0, 0, 1]], np.float32)
+  uv = np.einsum("ij,bnj->bni", K, pose)
+  uv = uv[..., :2] / uv[..., 2:]
+  scale = np.linalg.norm(pose[:, 10] - pose[:, 9], axis=-1)
+  normalized = (pose - pose[:, :1]) / scale[:, None, None]
+  mask = (rng.uniform(size=(BATCH, SIZE, SIZE, 1)) > 0.7).astype(np.uint8)
+  return {"image": jnp.asarray(rng.uniform(-0.5, 0.5, (BATCH, SIZE, SIZE, 3)), jnp.float32),
+          "uv": jnp.asarray(uv, jnp.float32), "pose3d": jnp.asarray(pose, jnp.float32),
+          "pose3d_normalized": jnp.asarray(normalized, jnp.float32),
+          "scale": jnp.asarray(scale, jnp.float32), "mask": jnp.asarray(mask),
+          "K": jnp.broadcast_to(jnp.asarray(K), (BATCH, 3, 3)),
+          "hand_side": jnp.zeros((BATCH,), jnp.int32),
+          "has_pose3d": jnp.array([True, True, False, False])}
+
+
+@pytest.fixture(scope="module")
+def setup():
+  config = _config()
+  method = method_lib.get_method(config)
+  batch = _batch()
+  params, state = jax.jit(method.init)(jax.random.key(1), batch)
+  return config, method, batch, params, state
+
+
+def _reference_terms(config, params, state, batch, rng):
+  """Eq. 6.1 recomputed from handjax.losses with an independent forward pass."""
+  s = config.semihand
+  net = semihand._network(config)  # pylint: disable=protected-access
+  variables = {**params, **state}
+  outs = net.apply(variables, batch["image"], train=True, mutable=["batch_stats"])[0]
+  labelled = np.asarray(batch["has_pose3d"])
+  # Map == image resolution here (stem_stride 1): loss units are pixels / SIZE.
+  gt_uv, gt_d = batch["uv"] / SIZE, batch["pose3d_normalized"][..., 2]
+  sup = 0.0
+  for o in outs:
+    sup = sup + pose_25d_distance(o["uv"] / SIZE, o["depth"], gt_uv, gt_d, 50.0)
+    sup = sup + 100.0 * image_losses.mask_l1(jax.nn.sigmoid(o["mask_logits"]),
+                                             batch["mask"].astype(jnp.float32))
+  total = np.mean(np.asarray(sup)[labelled])
+  transform = semihand.random_affine(rng, BATCH, SIZE, s.rotation_deg, s.translate, s.scale)
+  image_t, _ = consistency.warp_affine(batch["image"], transform)
+  out_t = net.apply(variables, image_t, train=True, mutable=["batch_stats"])[0][-1]
+  last = outs[-1]
+  t_unit = transform.at[..., 2].divide(SIZE)
+  p = Pose25D(last["uv"] / SIZE, last["depth"])
+  p_t = Pose25D(out_t["uv"] / SIZE, out_t["depth"])
+  s_t = semihand.TEMPLATE_SCALE
+
+  def correct(q):
+    uv, d = correction.correct_pose_25d(q.uv * SIZE, q.depth * s_t, batch["K"], 0)
+    return Pose25D(uv / SIZE, d / s_t)
+
+  pseudo = jax.tree.map(lambda a, b: 0.5 * (a + b), p, correct(p))
+  corrected = correct(pseudo)
+  conf = pseudo_labels.confidence(pseudo, p_t, corrected, t_unit)
+  keep = np.asarray(conf) <= s.tau
+  l_pp = np.asarray(pseudo_labels.pose_distance(p, pseudo))
+  l_rp = np.asarray(pseudo_labels.pose_distance(corrected, p))
+  unsup = keep * l_pp + l_rp
+  vc = consistency.view_consistency(p_t, jax.nn.sigmoid(out_t["mask_logits"]), p,
+                                    jax.nn.sigmoid(last["mask_logits"]), t_unit)
+  K = batch["K"]
+  ppu = lifting.root_depth_from_scale(last["uv"], last["depth"], K)
+  cc = consistency.cross_modal_consistency(last["uv"], jax.nn.sigmoid(last["mask_logits"]),
+                                           K[:, 0, 0] / ppu)
+  u = ~labelled
+  return {"total": total, "unsup_rows": unsup[u], "keep": keep[u], "l_pp": l_pp[u],
+          "vc": np.mean(np.asarray(vc)[u]), "cc": np.mean(np.asarray(cc)[u]), "conf": conf}
+
+
+def test_adapt_loss_is_composition_of_loss_terms(setup):
+  config, method, batch, params, state = setup
+  rng = jax.random.key(7)
+  loss, (metrics, _) = method.phases[0].loss(params, state, batch, rng, jnp.int32(0))
+  ref = _reference_terms(config, params, state, batch, rng)
+  np.testing.assert_allclose(metrics["sup_pose"] + metrics["sup_mask"], ref["total"], rtol=1e-5)
+  np.testing.assert_allclose(metrics["unsup"], np.mean(ref["unsup_rows"]), rtol=1e-4)
+  np.testing.assert_allclose(metrics["vc"], ref["vc"], rtol=1e-4)
+  np.testing.assert_allclose(metrics["cc"], ref["cc"], rtol=1e-4)
+  expected = ref["total"] + np.mean(ref["unsup_rows"]) + 0.1 * (ref["vc"] + ref["cc"])
+  np.testing.assert_allclose(loss, expected, rtol=1e-4)
+
+
+def test_confidence_selection_keeps_exactly_samples_below_tau(setup):
+  """Through the method loss: loss(tau) - loss(tau=-1) = mean over unlabelled rows of
+  1(C <= tau) l(p, p_hat); a row with C > tau adds nothing."""
+  config, _, batch, params, state = setup
+  rng = jax.random.key(7)
+  ref = _reference_terms(config, params, state, batch, rng)
+  conf = np.sort(np.asarray(ref["conf"])[2:])
+  tau_mid = float(np.mean(conf))  # between the two unlabelled confidences
+  assert conf[0] < tau_mid < conf[1]
+  losses = {}
+  for tau in (-1.0, tau_mid, 1e9):
+    m = method_lib.get_method(_config(tau=tau, use_vc=False, use_cc=False))
+    losses[tau] = float(m.phases[0].loss(params, state, batch, rng, jnp.int32(0))[0])
+  l_pp, c_rows = ref["l_pp"], np.asarray(ref["conf"])[2:]
+  np.testing.assert_allclose(losses[tau_mid] - losses[-1.0],
+                             np.sum(l_pp * (c_rows <= tau_mid)) / 2, rtol=1e-3, atol=1e-7)
+  np.testing.assert_allclose(losses[1e9] - losses[-1.0], np.sum(l_pp) / 2, rtol=1e-3, atol=1e-7)
+
+
+def test_pretrain_phase_is_supervised_only_and_schedules(setup):
+  _, _, batch, params, state = setup
+  m = method_lib.get_method(_config(pretrain_steps=4))
+  assert [p.name for p in m.phases] == ["pretrain", "adapt"]
+  assert m.phases[0].runs_at(3) and not m.phases[0].runs_at(4) and m.phases[1].runs_at(4)
+  loss, (metrics, _) = m.phases[0].loss(params, state, batch, jax.random.key(0), jnp.int32(0))
+  np.testing.assert_allclose(loss, metrics["sup_pose"] + metrics["sup_mask"], rtol=1e-6)
+
+
+def test_rescale_affine_matches_coordinate_change():
+  t = semihand.random_affine(jax.random.key(3), 2, 64, 30.0, 0.1, 0.1)
+  pts = jnp.asarray(np.random.default_rng(0).uniform(0, 63, (2, 5, 2)), jnp.float32)
+  in_img = consistency.affine_uv(pts, t)
+  f = 0.25
+  t_map = semihand.rescale_affine(t, f)
+  in_map = consistency.affine_uv(semihand.image_to_map_uv(pts, 64, 16), t_map)
+  np.testing.assert_allclose(in_map, semihand.image_to_map_uv(in_img, 64, 16), atol=1e-4)
+  np.testing.assert_allclose(semihand.map_to_image_uv(semihand.image_to_map_uv(pts, 64, 16), 64,
+                                                      16), pts, atol=1e-5)
+
+
+def test_predict_lifts_with_ground_truth_scale(setup):
+  config, method, batch, params, state = setup
+  out = method.predict(params, state, batch)
+  net = semihand._network(config)  # pylint: disable=protected-access
+  last = net.apply({**params, **state}, batch["image"], train=False)[-1]
+  pose = lifting.lift_25d(last["uv"], last["depth"], batch["K"], batch["scale"])
+  np.testing.assert_allclose(out["pose3d"], pose - pose[:, :1], rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(out["uv"], last["uv"], atol=1e-5)
+
+
+def _train(loss_fn, params, state, batch, steps, lr):
+  import optax  # pylint: disable=g-import-not-at-top
+  opt = optax.adam(lr)
+  opt_state = opt.init(params)
+
+  @jax.jit
+  def step(params, state, opt_state, i):
+    (loss, (_, new_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        params, state, batch, jax.random.fold_in(jax.random.key(0), i), i)
+    updates, opt_state = opt.update(grads, opt_state)
+    return optax.apply_updates(params, updates), {**state, **new_state}, opt_state, loss
+
+  losses = []
+  for i in range(steps):
+    params, state, opt_state, loss = step(params, state, opt_state, jnp.int32(i))
+    assert np.isfinite(loss)
+    losses.append(float(loss))
+  return losses
+
+
+def test_few_pretrain_steps_reduce_loss(setup):
+  _, _, batch, params, state = setup
+  m = method_lib.get_method(_config(pretrain_steps=5))
+  losses = _train(m.phases[0].loss, params, state, batch, 12, 3e-3)
+  assert np.mean(losses[-3:]) < 0.8 * losses[0], losses
+
+
+@pytest.mark.slow
+def test_few_adapt_steps_reduce_loss(setup):
+  _, method, batch, params, state = setup
+  losses = _train(method.phases[0].loss, params, state, batch, 30, 1e-3)
+  # The perturbation T is redrawn every step, so compare averages over a few steps.
+  assert np.mean(losses[-5:]) < 0.85 * np.mean(losses[:5]), losses
+
+
+def _fake_source(n: int, value: int) -> list[dict[str, np.ndarray]]:
+  rng = np.random.default_rng(value)
+  K = np.array([[60.0, 0, 15.5], [0, 60.0, 15.5], [0, 0, 1]], np.float32)
+  out = []
+  for _ in range(n):
+    pose = (rng.normal(0, 0.03, (21, 3)) + [0, 0, 0.5]).astype(np.float32)
+    uv = (pose @ K.T)[:, :2] / pose[:, 2:]
+    out.append({"image": np.full((SIZE, SIZE, 3), value, np.uint8), "K": K, "uv": uv,
+                "pose3d": pose, "mask": np.ones((SIZE, SIZE), np.uint8),
+                "depth": np.full((SIZE, SIZE), 0.5, np.float32), "hand_side": np.int32(0)})
+  return out
+
+
+def test_mixed_domain_batches():
+  from handjax.data import domains  # pylint: disable=g-import-not-at-top
+  from handjax.data import pipeline  # pylint: disable=g-import-not-at-top
+  c = ml_collections.ConfigDict({"batch_size": 4})
+  c.data = pipeline.default_data_config()
+  c.data.update({"image_size": SIZE, "crop": False, "read_threads": 0})
+  c.data.augment.enabled = False
+  c.data.target = ml_collections.ConfigDict({"labelled": False})
+  sources = (_fake_source(6, 10), _fake_source(6, 200))
+  it = iter(domains.make_mixed_dataset(c, "train", sources=sources))
+  batch = next(it)
+  # First half source (labelled, pixel value 10), second half target (unlabelled, value 200).
+  np.testing.assert_array_equal(batch["has_pose3d"], [True, True, False, False])
+  expected = (np.array([10, 10, 200, 200]) / 255.0 - 0.5).astype(np.float32)
+  np.testing.assert_allclose(batch["image"][:, 0, 0, 0], expected, atol=1e-6)
+  state = it.get_state()
+  following = next(it)
+  resumed = iter(domains.make_mixed_dataset(c, "train", sources=sources))
+  resumed.set_state(state)
+  again = next(resumed)
+  for k in following:
+    np.testing.assert_array_equal(following[k], again[k])
+  test_batch = next(iter(domains.make_mixed_dataset(c, "test", sources=sources)))
+  assert test_batch["has_pose3d"].all() and test_batch["image"].shape[0] == 4
