@@ -14,18 +14,14 @@ so a 2-core CPU runs it in minutes.
 Departures from the paper, for a short CPU run: Adam 1e-3 with cosine decay (paper: 1e-4
 constant), KL weight beta = 0.1 (Alg. 1: 1), latent 32 (paper: 64), 64 px crops (paper: 256).
 
-Run time and result, measured 2026-11-21 on a 2-core CPU shared with ~7 other jobs (timings
-distorted by them): rendering the dataset the first time 4 min 39 s wall (117 s CPU; cached
-afterwards under the tfds data_dir); training 2000 steps + final eval 12 min 09 s wall but only
-337 s of CPU time (user + sys), so ~6 min or less on an idle 2-core CPU. Test split (400 crops),
-root-relative mean EPE 68.6 mm (median 64.6 mm, AUC 20-50 mm 0.21) against 104.7 mm for the
-mean-pose baseline (the training mean root-relative pose predicted for every test crop;
-`handjax.methods.common.mean_pose_baseline`). The synthetic hands are seen from all directions, so
-the root-relative camera-frame pose varies widely and the baseline is large. GPU: not measured.
-These numbers needed two fixes outside this config that were still pending when measured: the
-pipeline marked every example after the first epoch unlabelled (index not wrapped after `repeat`),
-and the generic evaluator compared root-relative predictions with absolute poses (it printed
-475.8 mm); they were worked around in the measuring script.
+Run time and result, measured 2026-11-21 from a clean clone on the project's 2-core CPU while
+other jobs shared it (so wall times are upper bounds): the whole command took 7 min 04 s wall, 6 min
+40 s CPU, of which rendering the dataset the first time is ~2.5 min (cached afterwards under the tfds
+data_dir) and 2000 steps run at ~6.5 steps/s. Test split (400 crops), root-relative: mean EPE
+71.1 mm, median 66.2 mm, AUC 20-50 mm 0.202 (reference thresholds 0.207), against 104.0 mm for the
+mean-pose baseline (the test split's mean root-relative pose predicted for every crop). The
+synthetic hands are seen from all directions, so the camera-frame root-relative pose varies widely
+and the baseline is large. GPU: not measured (no GPU was lent to this task).
 """
 
 import ml_collections
