@@ -212,3 +212,29 @@ def test_cli_errors_are_one_line_not_tracebacks(trained, tmp_path):
   bad = _run_cli("experiments.predict", f"--workdir={trained}", f"--image={tmp_path / 'bad.jpg'}")
   assert bad.returncode != 0 and "Traceback" not in bad.stderr
   assert "error:" in bad.stderr and "bad.jpg" in bad.stderr
+
+
+def test_evaluation_protocol_follows_the_dataset_and_procrustes_aligns():
+  rng = np.random.default_rng(0)
+  gt = rng.normal(size=(6, 21, 3)) * 0.03
+  angle = 0.7
+  rot = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+  pred = 1.3 * gt @ rot.T + np.array([0.01, -0.02, 0.005])  # a similarity transform of the truth
+  plain = evaluation.summarize(pred, gt, protocol="root_relative_gt_scale")
+  aligned = evaluation.summarize(pred, gt, protocol="procrustes")
+  assert plain["mean_epe_mm"] > 10.0 and aligned["protocol"] == "procrustes"
+  np.testing.assert_allclose(aligned["mean_epe_mm"], 0.0, atol=1e-6)
+
+  config = _config()
+  with config.unlocked():
+    config.data.dataset = "freihand"
+    assert evaluation.eval_protocol(config) == "procrustes"
+    config.data.dataset = "rhd"
+    assert evaluation.eval_protocol(config) == "root_relative_gt_scale"
+    config.data.dataset = "synthetic_hands"
+    assert evaluation.eval_protocol(config) == "root_relative_gt_scale"
+    config.data.eval_protocol = "procrustes"  # an explicit choice wins
+    assert evaluation.eval_protocol(config) == "procrustes"
+    config.data.eval_protocol = "nonsense"
+    with pytest.raises(ValueError, match="eval_protocol"):
+      evaluation.eval_protocol(config)

@@ -90,8 +90,44 @@ def predict_split(method: method_lib.Method, params: Any, model_state: Any,
   return {k: np.concatenate(v) for k, v in collected.items()}
 
 
-def summarize(pred: np.ndarray, gt: np.ndarray, visible: np.ndarray | None = None) -> dict[str, Any]:
+ROOT_RELATIVE = "root_relative_gt_scale"
+PROCRUSTES = "procrustes"
+
+
+def eval_protocol(config: Any) -> str:
+  """The evaluation protocol of the run's dataset (specs/datasets.md).
+
+  ``config.data.eval_protocol`` if set; otherwise the dataset builder's ``EVAL_PROTOCOL`` (RHD and
+  STB: root-relative with the ground-truth scale; FreiHAND: Procrustes-aligned), and root-relative
+  for datasets that declare none (``synthetic_hands``).
+  """
+  import importlib  # pylint: disable=g-import-not-at-top
+
+  data = config.get("data", None) if hasattr(config, "get") else None
+  if data is None or not hasattr(data, "get"):
+    return ROOT_RELATIVE
+  if data.get("eval_protocol", None):
+    protocol = str(data.eval_protocol)
+  else:
+    protocol = ROOT_RELATIVE
+    try:
+      module = importlib.import_module(f"handjax.data.builders.{data.get('dataset', '')}")
+      protocol = getattr(module, "EVAL_PROTOCOL", ROOT_RELATIVE)
+    except ModuleNotFoundError:
+      pass
+  if protocol not in (ROOT_RELATIVE, PROCRUSTES):
+    raise ValueError(f"config.data.eval_protocol={protocol!r}; expected {ROOT_RELATIVE!r} or "
+                     f"{PROCRUSTES!r}.")
+  return protocol
+
+
+def summarize(pred: np.ndarray, gt: np.ndarray, visible: np.ndarray | None = None,
+              protocol: str = ROOT_RELATIVE) -> dict[str, Any]:
   """Mean/median EPE (mm), per-joint EPE (mm), AUC over 20-50 mm in both conventions, PCK curve.
+
+  ``protocol``: ``"root_relative_gt_scale"`` compares the root-relative poses as they are (methods
+  apply the ground-truth scale in ``predict``); ``"procrustes"`` (FreiHAND) first similarity-aligns
+  each prediction to its ground truth (``handjax.eval.metrics.procrustes_align``).
 
   Joint error ``e_ij = ||pred_ij - gt_ij||`` (root-relative metres, as the method predicts;
   Yang dissertation Eq. 2.7); PCK(t) = fraction of visible errors <= t and AUC = trapezoidal area
@@ -99,9 +135,14 @@ def summarize(pred: np.ndarray, gt: np.ndarray, visible: np.ndarray | None = Non
   20..50 mm; ``auc_20_50_reference`` the reference script's linspace(0, 50, 20)[8:] = 21.05..50 mm.
   The pooled ("plain") protocol of ``handjax.eval.metrics`` is used throughout.
   """
+  if protocol == PROCRUSTES:
+    pred = metrics.procrustes_align(pred, gt)
+  elif protocol != ROOT_RELATIVE:
+    raise ValueError(f"Unknown evaluation protocol {protocol!r}.")
   errors = metrics.joint_errors(pred, gt)
   vis = np.ones(errors.shape, bool) if visible is None else np.asarray(visible).astype(bool)
   summary: dict[str, Any] = {
+      "protocol": protocol,
       "mean_epe_mm": 1000.0 * metrics.mean_epe(errors, vis),
       "median_epe_mm": 1000.0 * metrics.median_epe(errors, vis),
       "per_joint_epe_mm": [1000.0 * metrics.mean_epe(errors[:, j], vis[:, j])

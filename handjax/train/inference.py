@@ -70,6 +70,7 @@ def restore_latest(workdir: str, devices: Sequence[jax.Device] | None = None,
 def format_table(summary: dict[str, Any], step: int, split: str) -> str:
   """Plain-text table of the scalar metrics."""
   rows = [("split", split), ("step", str(step)), ("examples", str(summary["num_examples"])),
+          ("protocol", str(summary.get("protocol", "root_relative_gt_scale"))),
           ("mean EPE (mm)", f"{summary['mean_epe_mm']:.2f}"),
           ("median EPE (mm)", f"{summary['median_epe_mm']:.2f}"),
           ("mean-pose baseline EPE (mm)", f"{summary.get('mean_pose_epe_mm', float('nan')):.2f}"),
@@ -110,7 +111,8 @@ def evaluate_workdir(workdir: str, split: str = "test", num_skeletons: int = 8) 
                                  batches, restored.mesh,
                                  sharding_lib.local_batch_size(config.batch_size, restored.mesh),
                                  root_joint=evaluation.root_joint(config))
-  summary = evaluation.summarize(out["pred_pose3d"], out["pose3d"], out.get("visible"))
+  summary = evaluation.summarize(out["pred_pose3d"], out["pose3d"], out.get("visible"),
+                                 evaluation.eval_protocol(config))
   summary["num_examples"] = int(len(out["pose3d"]))
   summary["step"] = restored.step
   if jax.process_index() == 0:

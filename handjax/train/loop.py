@@ -98,7 +98,8 @@ def run_evaluation(method: method_lib.Method, state: state_lib.TrainState,
   out = evaluation.predict_split(method, state.params, state.model_state, batches, mesh,
                                  sharding_lib.local_batch_size(config.batch_size, mesh),
                                  root_joint=evaluation.root_joint(config))
-  summary = evaluation.summarize(out["pred_pose3d"], out["pose3d"], out.get("visible"))
+  summary = evaluation.summarize(out["pred_pose3d"], out["pose3d"], out.get("visible"),
+                                 evaluation.eval_protocol(config))
   summary["num_examples"] = int(len(out["pose3d"]))
   return summary
 
