@@ -423,9 +423,17 @@ def _sample_points(key: jax.Array, depth: jax.Array, mask: jax.Array, K: jax.Arr
 
 
 def render_example(key: jax.Array, resolution: int, style: Style, max_per_tile: int,
-                   num_points: int, sparse: bool) -> dict[str, jax.Array]:
-  """Renders one example from its key; see `render_batch` for the outputs."""
+                   num_points: int, sparse: bool,
+                   appearance_key: jax.Array | None = None) -> dict[str, jax.Array]:
+  """Renders one example from its key; see `render_batch` for the outputs.
+
+  `appearance_key`, when given, replaces the example's own appearance stream (background, skin,
+  lighting, camera noise, point sampling) while the hand, its pose and the camera still come from
+  `key`: examples sharing it share their "content" (`groups.render_groups`).
+  """
   scene = sample_scene(key, resolution, style)
+  if appearance_key is not None:
+    scene["appearance_key"] = appearance_key
   prims, K = scene["prims"], scene["K"]
   k_bg, k_shade, k_post, k_points = jax.random.split(scene["appearance_key"], 4)
   t, idx = cast_rays(prims, K, resolution, style.supersample, max_per_tile, sparse)
