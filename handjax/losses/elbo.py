@@ -464,14 +464,10 @@ def embedding_elbo(
   Returns:
     (loss, terms): "recon/<target>", "kl" and "loss".
   """
-  names = sorted(recon_fns) if recon_targets is None else list(recon_targets)
-  blocks = split_latent(sample(rng, posterior), block_sizes)
-  recon, terms = reconstruction_loss(decode(blocks), targets, recon_fns, names, weights,
-                                     target_masks, example_mask)
-  terms["kl"] = masked_mean(kl_standard_normal(posterior), example_mask)
-  loss = recon + beta * terms["kl"]
-  terms["loss"] = loss
-  return loss, terms
+  # The cross-modal ELBO of q(z|x) with a decoder that first splits z into its named blocks.
+  return cross_modal_elbo(
+      rng, posterior, lambda z: decode(split_latent(z, block_sizes)), targets, recon_fns, weights,
+      beta, recon_targets=recon_targets, target_masks=target_masks, example_mask=example_mask)
 
 
 def disentanglement_objective(
