@@ -176,3 +176,11 @@ def test_load_source_synthetic_hands(tmp_path):
   inside = (iu >= 0) & (iu < 24) & (iv >= 0) & (iv < 24)
   depth = batch["depth"][0, iv[inside], iu[inside], 0]
   assert np.mean(np.abs(depth - batch["points"][0, inside, 2]) < 5e-3) > 0.9
+
+
+def test_load_source_takes_sliced_splits(tmp_path):
+  # Training on the labelled m% alone (supervised-only curves) is a sliced split.
+  config = small_config(data_dir=str(tmp_path), builder_config="tiny")  # 16 / 8 examples
+  part = pipeline.load_source(config, "train[4:8]")
+  assert [int(part[i]["index"]) for i in range(len(part))] == [4, 5, 6, 7]
+  assert len(pipeline.load_source(config, "train[:25%]")) == 4

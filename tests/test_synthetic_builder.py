@@ -78,9 +78,30 @@ def test_interrupted_prepare_leaves_no_dataset(tmp_path, monkeypatch):
   builder = tfds.builder("synthetic_hands/tiny", data_dir=str(tmp_path))
   with pytest.raises(KeyboardInterrupt):
     builder.download_and_prepare(file_format="array_record")
-  final = tmp_path / "synthetic_hands" / "tiny" / "1.0.0"
+  final = tmp_path / "synthetic_hands" / "tiny" / str(synthetic_hands.SyntheticHands.VERSION)
   assert not final.exists()
   monkeypatch.setattr(synthetic, "render_batch", real)
   builder = tfds.builder("synthetic_hands/tiny", data_dir=str(tmp_path))
   builder.download_and_prepare(file_format="array_record")
   assert final.exists() and len(builder.as_data_source()["test"]) == 8
+
+
+def test_prepare_never_uses_the_tfds_write_buffer(tmp_path, monkeypatch):
+  # Regression: a GeneratorBasedBuilder spilled splits over tfds' 1 GB write buffer to disk through
+  # tf.io.gfile, so default_128 failed without TensorFlow after ~10k examples. With a zero-byte
+  # buffer any use of the shuffler would spill at the first example.
+  from tensorflow_datasets.core import shuffle
+  monkeypatch.setattr(shuffle, "MAX_MEM_BUFFER_SIZE", 0)
+  builder = tfds.builder("synthetic_hands/tiny", data_dir=str(tmp_path))
+  builder.download_and_prepare(file_format="array_record")
+  assert "tensorflow" not in sys.modules
+  split_dir = tmp_path / "synthetic_hands" / "tiny" / str(synthetic_hands.SyntheticHands.VERSION)
+  shards = sorted(p.name for p in split_dir.glob("*train.array_record*"))
+  assert shards == [f"synthetic_hands-train.array_record-0000{i}-of-00002" for i in range(2)]
+  train = builder.as_data_source()["train"]
+  assert [int(train[i]["index"]) for i in range(16)] == list(range(16))
+
+
+def test_shard_size_must_be_a_multiple_of_the_batch():
+  with pytest.raises(ValueError, match="examples_per_shard=100 must be a multiple of batch_size=64"):
+    synthetic_hands._config("bad", 64, 10, 10, examples_per_shard=100)

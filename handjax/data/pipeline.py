@@ -100,7 +100,9 @@ def load_source(config: ml_collections.ConfigDict, split: str) -> Any:
   Imports `handjax.data.builders.<config.dataset>` when it exists (registering the builder),
   picks `config.builder_config` (synthetic_hands default: "default_<config.resolution>"),
   prepares it (`download_and_prepare`, reading `config.manual_dir` for the public datasets) and
-  returns `builder.as_data_source()[split]` (ArrayRecord; no TensorFlow needed).
+  returns `builder.as_data_source(split=split)` (ArrayRecord; no TensorFlow needed). `split`
+  takes tfds slicing ("train[:10%]", "train[100:200]"): e.g. training on the labelled m% alone,
+  the supervised-only curves of the semi/weakly supervised figures.
   """
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
@@ -120,7 +122,7 @@ def load_source(config: ml_collections.ConfigDict, split: str) -> Any:
   if config.get("manual_dir"):
     download_config = tfds.download.DownloadConfig(manual_dir=config.manual_dir)
   builder.download_and_prepare(download_config=download_config)
-  return builder.as_data_source()[split]
+  return builder.as_data_source(split=split)
 
 
 def num_labelled(num_examples: int, fraction: float) -> int:

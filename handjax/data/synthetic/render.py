@@ -295,6 +295,10 @@ def _trace(dirs: jax.Array, prims: hand_model.Primitives, cand: jax.Array,
   return t_min, jnp.where(jnp.isfinite(t_min), cand[best], -1)
 
 
+# Candidate-count buckets of the sparse (CPU) ray caster.
+_CANDIDATE_BUCKETS = (2, 4, 8)
+
+
 def cast_rays(prims: hand_model.Primitives, K: jax.Array, resolution: int, supersample: int,
               max_per_tile: int, sparse: bool) -> tuple[jax.Array, jax.Array]:
   """Ray parameter t (H, W, S) and cone index (H, W, S) (-1 = miss) of every sample ray."""
@@ -313,11 +317,20 @@ def cast_rays(prims: hand_model.Primitives, K: jax.Array, resolution: int, super
     return _trace(dirs, prims, cand_t, valid_t)
 
   if sparse:
+    # Tiles one at a time, each traced against only as many candidates as it has, rounded up to a
+    # bucket (most hand tiles overlap 2-8 cones). Candidates are sorted valid-first, so dropping
+    # the invalid tail changes no result; empty tiles trace nothing.
+    buckets = [m for m in _CANDIDATE_BUCKETS if m < max_per_tile] + [max_per_tile]
+    empty = (jnp.full(local.shape[0], jnp.inf), jnp.full(local.shape[0], -1, jnp.int32))
+    branches = [lambda tile_id, cand_t, valid_t: empty] + [
+        functools.partial(lambda m, tile_id, cand_t, valid_t: one_tile(
+            tile_id, cand_t[:m], valid_t[:m]), m) for m in buckets]
+
     def body(x):
       tile_id, cand_t, valid_t = x
-      empty = (jnp.full(local.shape[0], jnp.inf), jnp.full(local.shape[0], -1, jnp.int32))
-      return jax.lax.cond(jnp.any(valid_t), lambda: one_tile(tile_id, cand_t, valid_t),
-                          lambda: empty)
+      count = jnp.sum(valid_t)
+      branch = jnp.where(count > 0, 1 + jnp.searchsorted(jnp.asarray(buckets), count), 0)
+      return jax.lax.switch(branch, branches, tile_id, cand_t, valid_t)
     t, idx = jax.lax.map(body, (tile_ids, cand, valid))
   else:
     t, idx = jax.vmap(one_tile)(tile_ids, cand, valid)
@@ -506,8 +519,10 @@ def _compiled(resolution: int, style_name: str, supersample: int | None, max_per
   @jax.jit
   def render(seed, split, indices):
     keys = jax.vmap(lambda i: example_key(seed, split, i))(indices)
-    return jax.vmap(lambda k: render_example(k, resolution, style, max_per_tile, num_points,
-                                             sparse))(keys)
+    one = lambda k: render_example(k, resolution, style, max_per_tile, num_points, sparse)
+    # Sparse (CPU): examples one after another, because under vmap the per-tile branch of
+    # `cast_rays` would become a select that evaluates every branch.
+    return jax.lax.map(one, keys) if sparse else jax.vmap(one)(keys)
   return render
 
 
