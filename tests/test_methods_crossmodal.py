@@ -77,6 +77,11 @@ def test_variant_pairs_follow_section_4():
     cv.variant_pairs("pose3d", 1)
   with pytest.raises(ValueError, match="must include"):
     cv.config_pairs(tiny_config(pairs="image>image"))
+  with pytest.raises(ValueError, match="must include"):
+    cv.config_pairs(tiny_config(pairs="uv>pose3d,pose3d>pose3d"))
+  # Fig. 8(b): every modality trained on its own; predict still has both networks.
+  assert cv.config_pairs(tiny_config(pairs="image>image,pose3d>pose3d")) == [
+      ("image", "image"), ("pose3d", "pose3d")]
   assert cv.config_pairs(tiny_config(pairs="image>pose3d,uv>uv")) == [("image", "pose3d"),
                                                                       ("uv", "uv")]
 
