@@ -25,7 +25,7 @@ _JSON = flags.DEFINE_string("json", None, "Also write all rows to this JSON file
 def markdown_table(rows: Sequence[dict[str, object]]) -> str:
   if not rows:
     return "(no rows)"
-  keys = list(rows[0])
+  keys = list(dict.fromkeys(k for r in rows for k in r))  # Union, in first-seen order.
 
   def fmt(v):
     if isinstance(v, float):
