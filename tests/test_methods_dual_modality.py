@@ -166,3 +166,53 @@ def test_few_pretrain_steps_reduce_loss(setup):
     assert np.isfinite(loss)
     losses.append(float(loss))
   assert np.mean(losses[-3:]) < 0.8 * losses[0], losses
+
+
+def test_finetune_phase_has_its_own_learning_rate():
+  """Sec. 7.4: pre-train at 2.5e-4, fine-tune at 2.5e-5. Adam's first update is -lr * sign(g)."""
+  config = _config()
+  config.optimizer = ml_collections.ConfigDict({"name": "adam", "learning_rate": 2.5e-4})
+  config.finetune_optimizer = ml_collections.ConfigDict({"name": "adam", "learning_rate": 2.5e-5})
+  method = method_lib.get_method(config)
+  assert [(p.name, p.start, p.stop) for p in method.phases] == [("pretrain", 0, 5),
+                                                                ("finetune", 5, None)]
+  grads = {"w": jnp.array([0.3, -2.0, 5.0])}
+  for phase, lr in zip(method.phases, (2.5e-4, 2.5e-5)):
+    updates, _ = phase.optimizer.update(grads, phase.optimizer.init(grads), grads)
+    np.testing.assert_allclose(updates["w"], -lr * np.sign(grads["w"]), rtol=1e-5)
+  # Without a fine-tuning block both phases use config.optimizer.
+  method = method_lib.get_method(_config())
+  updates, _ = method.phases[1].optimizer.update(grads, method.phases[1].optimizer.init(grads),
+                                                 grads)
+  np.testing.assert_allclose(updates["w"], -1e-3 * np.sign(grads["w"]), rtol=1e-5)
+
+
+def test_finetune_loss_is_eq_7_10_term_by_term(setup):
+  """L = L_s + lambda_f L_f + lambda_l L_l (Eq. 7.10) with non-default weights; L_s is Eq. 7.6 on
+  the labelled rows (the same reference as Eq. 7.7's test); L_l and L_f are means over the
+  unlabelled rows, and switching each off removes exactly its term."""
+  _, _, batch, params, state = setup
+  rng = jax.random.key(9)
+  lam_f, lam_l = 0.7, 1.9
+  full = method_lib.get_method(_config(pretrain_steps=0, lambda_f=lam_f, lambda_l=lam_l,
+                                       epsilon=1e9))
+  loss, (metrics, _) = full.phases[0].loss(params, state, batch, rng, jnp.int32(0))
+  config = _config()
+  out = dm.network(config).apply({**params, **state}, batch["image"], batch["depth"], True,
+                                 mutable=["batch_stats"])[0]
+  rows = np.asarray(batch["has_pose3d"])
+  sup = sum(np.asarray(_m(out[b], batch)) for b in dm.BRANCHES)
+  assert metrics["pseudo"] > 0 and metrics["distill"] > 0 and metrics["kept_fraction"] == 1.0
+  np.testing.assert_allclose(
+      loss, np.mean(sup[rows]) + lam_f * metrics["distill"] + lam_l * metrics["pseudo"], rtol=1e-4)
+  no_sd = method_lib.get_method(_config(pretrain_steps=0, lambda_f=lam_f, lambda_l=lam_l,
+                                        epsilon=1e9, use_self_distillation=False))
+  loss_no_sd, (m_no_sd, _) = no_sd.phases[0].loss(params, state, batch, rng, jnp.int32(0))
+  assert "distill" not in m_no_sd
+  # Without self-distillation the fusion branch gets no predicted depth: only L_f and the fusion
+  # student's share of L_l change, so compare L_s + lambda_l L_l with the run's own metrics.
+  np.testing.assert_allclose(loss_no_sd, np.mean(sup[rows]) + lam_l * m_no_sd["pseudo"], rtol=1e-4)
+  none_kept = method_lib.get_method(_config(pretrain_steps=0, lambda_f=lam_f, lambda_l=lam_l,
+                                            epsilon=-1.0, use_self_distillation=False))
+  loss_sup, _ = none_kept.phases[0].loss(params, state, batch, rng, jnp.int32(0))
+  np.testing.assert_allclose(loss_sup, np.mean(sup[rows]), rtol=1e-4)

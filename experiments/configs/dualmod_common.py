@@ -46,8 +46,10 @@ def base_config() -> ml_collections.ConfigDict:
 
   config.optimizer = ml_collections.ConfigDict()
   config.optimizer.name = "adam"
-  config.optimizer.learning_rate = 2.5e-4  # Sec. 7.4 (2.5e-5 when fine-tuning there).
+  config.optimizer.learning_rate = 2.5e-4  # Sec. 7.4, pre-training.
   config.optimizer.warmup_steps = 0
   config.optimizer.decay = "cosine"
   config.optimizer.grad_clip = 0.0
+  config.finetune_optimizer = ml_collections.ConfigDict(config.optimizer.to_dict())
+  config.finetune_optimizer.learning_rate = 2.5e-5  # Sec. 7.4
   return config

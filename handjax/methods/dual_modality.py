@@ -391,13 +391,17 @@ def dual_modality_method(config: ml_collections.ConfigDict) -> method_lib.Method
     variables = net.init(rng, batch["image"], batch["depth"], False)
     return {"params": variables["params"]}, {"batch_stats": variables["batch_stats"]}
 
-  opt = method_lib.make_optimizer(config.optimizer, config.num_steps)
   pre = int(config.dualmod.pretrain_steps)
   phases = []
   if pre > 0:
-    phases.append(method_lib.Phase("pretrain", make_pretrain_loss(config), opt, stop=pre))
+    pre_opt = method_lib.make_optimizer(config.optimizer, min(pre, config.num_steps))
+    phases.append(method_lib.Phase("pretrain", make_pretrain_loss(config), pre_opt, stop=pre))
   if pre < config.num_steps:
-    phases.append(method_lib.Phase("finetune", make_finetune_loss(config), opt, start=pre))
+    # Sec. 7.4 fine-tunes with a 10x smaller learning rate (2.5e-5): `config.finetune_optimizer`
+    # when given, else `config.optimizer`. Each schedule spans its own phase's steps.
+    fine_config = config.get("finetune_optimizer") or config.optimizer
+    fine_opt = method_lib.make_optimizer(fine_config, config.num_steps - pre)
+    phases.append(method_lib.Phase("finetune", make_finetune_loss(config), fine_opt, start=pre))
   j = skeleton.NUM_JOINTS
   spec = {"image": jax.ShapeDtypeStruct((size, size, 3), jnp.float32),
           "depth": jax.ShapeDtypeStruct((size, size, 1), jnp.float32),
