@@ -319,3 +319,22 @@ def test_predict_is_root_relative_metres():
   dec = _decode(nets, "decoder_rgb", params, state, t_rgb.mean, train=False)
   dec = dec * batch["scale"][:, None, None]
   np.testing.assert_allclose(np.asarray(out["pose3d"]), dec - dec[:, :1], atol=1e-6)
+
+
+def test_stage_bounds_and_running_later_stages_alone():
+  config = tiny_config()
+  st = config.stages
+  lengths = [st.disentangle, st.align_frozen, st.align_finetune, st.refine]
+  assert ms.stage_bounds(config) == tuple(int(x) for x in np.cumsum(lengths))
+  # Stages 2-4 alone need the stage-1 checkpoint (config.init_from); without it, an error.
+  config.stages.disentangle = 0
+  config.num_steps = sum(lengths[1:])
+  with pytest.raises(ValueError, match="disentangle > 0 .*init_from"):
+    ms.stage_bounds(config)
+  config.init_from = "/some/stage1/workdir"
+  assert ms.stage_bounds(config) == tuple(int(x) for x in np.cumsum([0] + lengths[1:]))
+  names = [p.name for p in method_lib.get_method(config).phases if p.runs_at(0)]
+  assert names and not any("disentangle" in n for n in names)
+  config.num_steps += 1
+  with pytest.raises(ValueError, match="must equal the sum"):
+    ms.stage_bounds(config)

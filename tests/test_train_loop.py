@@ -165,3 +165,23 @@ def test_bad_workdirs_are_clear_errors(tmp_path):
       guards.prepare_workdir(str(ro))
   with pytest.raises(FileNotFoundError, match="No checkpoints"):
     checkpoint.load_config(str(tmp_path / "never_trained"))
+
+
+def test_init_from_loads_another_runs_parameters(tmp_path, full_run):
+  """A stage run alone: fresh step and optimiser, parameters from the other run's checkpoint."""
+  source_dir, source_state = full_run
+  state = loop.train_and_evaluate(_config(init_from=str(source_dir)), str(tmp_path / "b"),
+                                  stop_at_step=0)
+  assert int(jax.device_get(state.step)) == 0
+  _assert_states_equal(state.params, source_state.params)
+  fresh = loop.train_and_evaluate(_config(), str(tmp_path / "c"), stop_at_step=0)
+  assert not np.allclose(sharding.to_host(fresh.params)["params"]["body"]["kernel"],
+                         sharding.to_host(state.params)["params"]["body"]["kernel"])
+  _assert_states_equal(state.opt_state, fresh.opt_state)
+  # A different network under the same parameter paths is an error, not a warm start.
+  with pytest.raises(ValueError, match=r"init_from: params.*\(32,\) float32 in the source chec"):
+    loop.train_and_evaluate(_config(init_from=str(source_dir), toy_hidden=7),
+                            str(tmp_path / "d"), stop_at_step=0)
+  with pytest.raises(FileNotFoundError):
+    loop.train_and_evaluate(_config(init_from=str(tmp_path / "none")), str(tmp_path / "e"),
+                            stop_at_step=0)

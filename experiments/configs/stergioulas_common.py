@@ -6,6 +6,13 @@ latent (discriminator, context block), which subspace ID_RGB decodes, and which 
 lengths are not in the paper (it trains each stage "until convergence"); the defaults of
 `multistage.default_config` are handjax choices: 100k disentanglement, 50k + 50k alignment (frozen
 encoders, then fine-tuning), 50k refinement steps at batch 64.
+
+One command runs the whole schedule; a stage can also run alone from the previous stage's
+checkpoint, e.g. stage 2 + 3 after a stage-1 run in workdirs/s1:
+
+  python -m experiments.train --config=experiments/configs/stergioulas_d3.py \
+      --workdir=workdirs/s23 --config.init_from=workdirs/s1 --config.stages.disentangle=0 \
+      --config.num_steps=150000
 """
 
 import ml_collections

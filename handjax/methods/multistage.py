@@ -92,9 +92,9 @@ def stage_bounds(config: ml_collections.ConfigDict) -> tuple[int, int, int, int]
   """Cumulative ends (s1, s2, s3, s4) of the four phases' step ranges; s4 must equal num_steps."""
   st = config.stages
   lengths = [int(st.disentangle), int(st.align_frozen), int(st.align_finetune), int(st.refine)]
-  if lengths[0] <= 0 or min(lengths) < 0:
-    raise ValueError(f"config.stages needs disentangle > 0 and non-negative lengths, got "
-                     f"{lengths}.")
+  if min(lengths) < 0 or (lengths[0] == 0 and not config.get("init_from")):
+    raise ValueError(f"config.stages needs non-negative lengths and disentangle > 0 (0 only with "
+                     f"config.init_from, a stage-1 checkpoint), got {lengths}.")
   bounds = tuple(int(sum(lengths[:i + 1])) for i in range(4))
   if bounds[-1] != int(config.num_steps):
     raise ValueError(f"config.num_steps ({config.num_steps}) must equal the sum of the stage "
@@ -484,6 +484,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.stages = ml_collections.ConfigDict({"disentangle": 100_000, "align_frozen": 50_000,
                                         "align_finetune": 50_000, "refine": 50_000})
   c.num_steps = 250_000  # = sum of the stage lengths (checked)
+  # A stage run alone: the workdir of the run that trained the stages before it (whose lengths are
+  # then set to 0 here); parameters load from its latest checkpoint (handjax.train.warm_start).
+  c.init_from = ""
   c.log_every = 100
   c.checkpoint_every = 5_000
   c.eval_every = 10_000

@@ -31,6 +31,7 @@ from handjax.train import method as method_lib
 from handjax.train import metrics_writer
 from handjax.train import sharding as sharding_lib
 from handjax.train import state as state_lib
+from handjax.train import warm_start
 
 DatasetFactory = Callable[..., Any]
 
@@ -167,6 +168,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     state = ckpt.restore(latest, abstract, train_iter)
   else:
     state, _ = state_lib.create_train_state(method, config.seed, sample, mesh)
+    if config.get("init_from"):  # A stage run alone from the previous stage's checkpoint.
+      state = warm_start.init_from(state, config.init_from, mesh)
   step = int(jax.device_get(state.step))
 
   step_fns = [state_lib.make_phase_step(method, i, shardings, mesh)
