@@ -75,6 +75,25 @@ def test_labelled_fraction_keeps_exactly_the_first_examples(source):
     pipeline.num_labelled(10, 1.5)
 
 
+def test_weak_labels_survive_on_unlabelled_rows(source):
+  # Fig. 4.9's weak setting: beyond the labelled 25% only the viewpoint stays.
+  config = small_config(labelled_fraction=0.25, batch_size=NUM_EXAMPLES,
+                        weak_labels=("viewpoint",))
+  config.augment.enabled = False
+  batch = take(pipeline.make_dataset(config, "train", source=source, seed=2), 1)[0]
+  labelled = batch["index"] < 3
+  np.testing.assert_array_equal(batch["has_pose3d"], labelled)
+  np.testing.assert_array_equal(batch["has_canonical_pose"], labelled)
+  assert batch["has_viewpoint"].all()
+  full = take(pipeline.make_dataset(small_config(batch_size=NUM_EXAMPLES, augment=config.augment),
+                                    "train", source=source, seed=2), 1)[0]
+  np.testing.assert_array_equal(full["index"], batch["index"])
+  np.testing.assert_allclose(batch["viewpoint"], full["viewpoint"])
+  assert np.all(batch["pose3d"][~labelled] == 0)
+  with pytest.raises(ValueError, match="data.weak_labels"):
+    pipeline.make_dataset(small_config(weak_labels=("uv",)), "train", source=source)
+
+
 def test_labelled_examples_stay_labelled_in_later_epochs(source):
   # Regression: after shuffle + repeat the marking saw unwrapped indices, so every example of
   # epoch 2 onwards lost its label and training silently stopped learning the pose.

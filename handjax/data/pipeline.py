@@ -53,6 +53,8 @@ def default_data_config() -> ml_collections.ConfigDict:
     batch_size: the *global* batch size (all processes together).
     num_points: fixed size of the sampled point cloud.
     labelled_fraction: in [0, 1]; the first round(m N) source examples keep `pose3d`.
+    weak_labels: keys of POSE_LABEL_KEYS the other examples keep (e.g. ("viewpoint",): the
+      weakly supervised setting of the dissertation's Fig. 4.9); the rest are dropped.
     heatmap_size / heatmap_sigma: side and sigma (heat-map pixels) of the heat-map targets.
     view_correction: apply view correction after cropping (Yang et al. ICCV 2019, Sec. 4.1).
     root_joint: root of `pose3d_normalized` (0 = wrist).
@@ -77,6 +79,7 @@ def default_data_config() -> ml_collections.ConfigDict:
   c.batch_size = 32
   c.num_points = 256
   c.labelled_fraction = 1.0
+  c.weak_labels = ()
   c.heatmap_size = 32
   c.heatmap_sigma = 1.0
   c.view_correction = False
@@ -133,11 +136,13 @@ def num_labelled(num_examples: int, fraction: float) -> int:
 
 
 class _MarkLabelled(grain.transforms.MapWithIndex):
-  """Drops the 3D pose labels of source examples at index >= num_labelled (zeros + has_ = False)."""
+  """Drops the 3D pose labels of source examples at index >= num_labelled (zeros + has_ = False),
+  except the weak labels `keep`."""
 
-  def __init__(self, num_labelled_examples: int, num_examples: int):
+  def __init__(self, num_labelled_examples: int, num_examples: int, keep: tuple[str, ...] = ()):
     self.num_labelled = num_labelled_examples
     self.num_examples = num_examples
+    self.dropped = tuple(k for k in POSE_LABEL_KEYS if k not in keep)
 
   def map_with_index(self, index: int, element: dict[str, Any]) -> dict[str, Any]:
     # After shuffle + repeat, grain hands this map the *unwrapped* position (epoch e sees indices
@@ -146,7 +151,7 @@ class _MarkLabelled(grain.transforms.MapWithIndex):
     example = {k: np.asarray(v) for k, v in element.items()}
     example["index"] = np.asarray(index, np.int64)
     if index >= self.num_labelled:
-      for key in POSE_LABEL_KEYS:
+      for key in self.dropped:
         if key in example:
           example[key] = np.zeros_like(example[key])
         example[f"has_{key}"] = np.asarray(False)
@@ -287,8 +292,11 @@ def make_dataset(
     raise ValueError(f"split {split!r} of {config.dataset} is empty")
   train = split == config.train_split
   ds = grain.MapDataset.source(source)
+  weak = tuple(config.get("weak_labels", ()) or ())
+  if not set(weak) <= set(POSE_LABEL_KEYS):
+    raise ValueError(f"data.weak_labels must be keys of {POSE_LABEL_KEYS}, got {weak}")
   ds = ds.map_with_index(
-      _MarkLabelled(num_labelled(len(source), config.labelled_fraction), len(source)))
+      _MarkLabelled(num_labelled(len(source), config.labelled_fraction), len(source), weak))
   if train:
     ds = ds.shuffle(seed=seed).repeat(None)
   ds = ds.random_map(ProcessExample(config, augment=train and config.augment.enabled), seed=seed)
