@@ -29,9 +29,13 @@ def _compiled(resolution: int, style_name: str, group_size: int, max_per_tile: i
         lambda i: render.example_key(seed, jnp.uint32(render.split_id("groups")), i)))(members)
     content_keys = jax.vmap(lambda g: render.example_key(
         seed, jnp.uint32(render.split_id("groups_content")), g))(groups)
-    per_group = lambda keys, content: jax.vmap(lambda k: render.render_example(
-        k, resolution, style, max_per_tile, num_points, sparse, appearance_key=content))(keys)
-    return jax.vmap(per_group)(scene_keys, content_keys)
+    def per_group(keys_and_content):
+      keys, content = keys_and_content
+      one = lambda k: render.render_example(k, resolution, style, max_per_tile, num_points,
+                                            sparse, appearance_key=content)
+      return render.map_examples(one, keys, sparse)
+
+    return render.map_examples(per_group, (scene_keys, content_keys), sparse)
 
   return render_fn
 

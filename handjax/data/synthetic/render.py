@@ -519,11 +519,18 @@ def _compiled(resolution: int, style_name: str, supersample: int | None, max_per
   @jax.jit
   def render(seed, split, indices):
     keys = jax.vmap(lambda i: example_key(seed, split, i))(indices)
-    one = lambda k: render_example(k, resolution, style, max_per_tile, num_points, sparse)
-    # Sparse (CPU): examples one after another, because under vmap the per-tile branch of
-    # `cast_rays` would become a select that evaluates every branch.
-    return jax.lax.map(one, keys) if sparse else jax.vmap(one)(keys)
+    return map_examples(lambda k: render_example(k, resolution, style, max_per_tile, num_points,
+                                                 sparse), keys, sparse)
   return render
+
+
+def map_examples(fn, xs, sparse: bool):
+  """`fn` over the leading axis: one after another when `sparse` (CPU), else vmapped.
+
+  Under vmap the per-tile branch of the sparse `cast_rays` would become a select that evaluates
+  every branch; `lax.map` keeps it a real branch.
+  """
+  return jax.lax.map(fn, xs) if sparse else jax.vmap(fn)(xs)
 
 
 def render_batch(seed: int, start: int, batch_size: int, resolution: int, style: str = "default",
