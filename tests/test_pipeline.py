@@ -203,3 +203,27 @@ def test_load_source_takes_sliced_splits(tmp_path):
   part = pipeline.load_source(config, "train[4:8]")
   assert [int(part[i]["index"]) for i in range(len(part))] == [4, 5, 6, 7]
   assert len(pipeline.load_source(config, "train[:25%]")) == 4
+
+
+def test_content_partner_is_another_member_of_the_group_each_epoch():
+  n, size = 24, 4
+  for index in range(3 * n):
+    i = index % n
+    partners = {pipeline.content_partner(i + e * n, n, size) for e in range(size - 1)}
+    group = set(range(i // size * size, i // size * size + size))
+    assert partners == group - {i}  # Every other member once over size - 1 epochs.
+
+
+@pytest.mark.skipif(importlib.util.find_spec("handjax.data.builders.synthetic_hands") is None,
+                    reason="synthetic_hands builder not present")
+def test_content_image_is_the_partners_crop(tmp_path):
+  config = small_config(data_dir=str(tmp_path), builder_config="tiny_groups", batch_size=8,
+                        content_image=True)
+  batch = take(pipeline.make_dataset(config, "test", seed=0), 1)[0]  # Unaugmented, in order.
+  for i in range(8):
+    partner = pipeline.content_partner(i, 8, 4)
+    assert partner // 4 == i // 4 and partner != i
+    np.testing.assert_allclose(batch["content_image"][i], batch["image"][partner], atol=1e-6)
+  config = small_config(data_dir=str(tmp_path), builder_config="tiny", content_image=True)
+  with pytest.raises(ValueError, match="content groups of >= 2"):
+    pipeline.make_dataset(config, "test")

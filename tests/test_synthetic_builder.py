@@ -105,3 +105,20 @@ def test_prepare_never_uses_the_tfds_write_buffer(tmp_path, monkeypatch):
 def test_shard_size_must_be_a_multiple_of_the_batch():
   with pytest.raises(ValueError, match="examples_per_shard=100 must be a multiple of batch_size=64"):
     synthetic_hands._config("bad", 64, 10, 10, examples_per_shard=100)
+
+
+def test_grouped_config_stores_content_groups(tmp_path):
+  from handjax.data.synthetic import groups
+  builder = tfds.builder("synthetic_hands/tiny_groups", data_dir=str(tmp_path))
+  builder.download_and_prepare(file_format="array_record")
+  source = builder.as_data_source()
+  ref = groups.render_groups(0, 1, 2, 4, 32, "default", "train")  # examples 4..11 of train
+  for i in range(8):
+    example = source["train"][4 + i]
+    assert int(example["content_id"]) == 1 + i // 4 and int(example["index"]) == 4 + i
+    for key in ("image", "pose3d", "viewpoint"):
+      np.testing.assert_array_equal(np.asarray(example[key]), ref[key][i], err_msg=key)
+  # Splits are different examples.
+  assert not np.allclose(source["test"][0]["pose3d"], source["train"][0]["pose3d"])
+  with pytest.raises(ValueError, match="group_size=3 must divide"):
+    synthetic_hands._config("bad", 32, 16, 8, batch_size=8, group_size=3)

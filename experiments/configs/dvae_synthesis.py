@@ -5,8 +5,10 @@ r"""Yang dissertation ch. 4, Sec. 4.4.3 / Figs. 4.4-4.6: dVAE image synthesis (t
 
 The argument picks the model: `:u` (Fig. 4.2b, Alg. 4.2: z = [z_3DPose, z_u], z_u encoded from the
 image, one factor-pair update per disentangling update) or `:tag` (Fig. 4.2a, Alg. 4.1: z =
-[z_3DPose, z_content] with a content tag image per example in `batch["content_image"]`; no dataset
-builder provides that key yet, `handjax.data.synthetic.groups` renders such groups). beta = 100
+[z_3DPose, z_content] with a content tag image per example in `batch["content_image"]`: another
+image of the same background, skin and lighting, which only synthetic content groups give:
+`--config.data.dataset=synthetic_hands --config.data.builder_config=groups_64
+--config.data.content_image=True`; see `handjax.data.synthetic.groups`). beta = 100
 (Sec. 4.4.1), lambda_x = 1, lambda_y = 0.01, d = 64 = 32 + 32, Adam 1e-4, batch 32, STB.
 Synthesis after training: `dvae.synthesize` (pose transfer), `dvae.latent_walk` and
 `dvae.decode_blocks`.

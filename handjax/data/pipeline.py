@@ -55,6 +55,10 @@ def default_data_config() -> ml_collections.ConfigDict:
     labelled_fraction: in [0, 1]; the first round(m N) source examples keep `pose3d`.
     weak_labels: keys of POSE_LABEL_KEYS the other examples keep (e.g. ("viewpoint",): the
       weakly supervised setting of the dissertation's Fig. 4.9); the rest are dropped.
+    content_image: add `content_image`, the crop of another member of the example's content group
+      (same background, skin, lighting; another pose): the dVAE's tag image (dissertation
+      Sec. 4.3.3). Needs a grouped builder config (synthetic_hands/groups_*). The partner changes
+      every epoch and is cropped around its own hand without augmentation.
     heatmap_size / heatmap_sigma: side and sigma (heat-map pixels) of the heat-map targets.
     view_correction: apply view correction after cropping (Yang et al. ICCV 2019, Sec. 4.1).
     root_joint: root of `pose3d_normalized` (0 = wrist).
@@ -80,6 +84,7 @@ def default_data_config() -> ml_collections.ConfigDict:
   c.num_points = 256
   c.labelled_fraction = 1.0
   c.weak_labels = ()
+  c.content_image = False
   c.heatmap_size = 32
   c.heatmap_sigma = 1.0
   c.view_correction = False
@@ -156,6 +161,48 @@ class _MarkLabelled(grain.transforms.MapWithIndex):
           example[key] = np.zeros_like(example[key])
         example[f"has_{key}"] = np.asarray(False)
     return example
+
+
+_PARTNER_KEYS = ("image", "uv", "visible", "K")
+_PARTNER_PREFIX = "content_source_"
+
+
+def content_group_size(source: Any, split: str) -> int:
+  """Members per content group of a grouped source: the run of equal `content_id` at its start."""
+  if "content_id" not in source[0]:
+    raise ValueError(f"data.content_image needs examples with `content_id`; split {split!r} has "
+                     f"none (use a grouped builder config, e.g. synthetic_hands/groups_64)")
+  first = int(source[0]["content_id"])
+  size = 1
+  while size < len(source) and int(source[size]["content_id"]) == first:
+    size += 1
+  if size < 2 or len(source) % size:
+    raise ValueError(f"data.content_image needs content groups of >= 2 examples dividing the "
+                     f"split; split {split!r} starts with a group of {size} of {len(source)}")
+  return size
+
+
+def content_partner(index: int, num_examples: int, group_size: int) -> int:
+  """Source index of the tag image of grain position `index`: another member of its group, a
+  different one every epoch (cycling through the other group_size - 1 members)."""
+  i, epoch = index % num_examples, index // num_examples
+  group, member = divmod(i, group_size)
+  return group * group_size + (member + 1 + epoch % (group_size - 1)) % group_size
+
+
+class _AddContentPartner(grain.transforms.MapWithIndex):
+  """Attaches the raw image (+ what its crop needs) of the example's content partner."""
+
+  def __init__(self, source: Any, group_size: int):
+    self.source = source
+    self.group_size = group_size
+
+  def map_with_index(self, index: int, element: dict[str, Any]) -> dict[str, Any]:
+    partner = self.source[content_partner(index, len(self.source), self.group_size)]
+    out = dict(element)
+    for key in _PARTNER_KEYS:
+      out[_PARTNER_PREFIX + key] = np.asarray(partner[key])
+    return out
 
 
 def _has(example: dict[str, Any], key: str) -> bool:
@@ -246,6 +293,12 @@ class ProcessExample(grain.transforms.RandomMap):
 
   def random_map(self, element: dict[str, Any], rng: np.random.Generator) -> dict[str, np.ndarray]:
     example = {k: np.asarray(v) for k, v in element.items()}
+    partner = {k[len(_PARTNER_PREFIX):]: example.pop(k) for k in list(example)
+               if k.startswith(_PARTNER_PREFIX)}
+    content_image = None
+    if partner:
+      partner_view = _choose_view(partner, self.config, rng, augment=False)
+      content_image = T.normalize_image(T.warp(partner, partner_view)["image"])
     view = _choose_view(example, self.config, rng, self.augment)
     example = T.warp(example, view)
     aug = self.config.augment
@@ -253,7 +306,10 @@ class ProcessExample(grain.transforms.RandomMap):
       example["image"] = T.color_jitter(
           example["image"], np.deg2rad(rng.uniform(-aug.hue_deg, aug.hue_deg)),
           1.0 + rng.uniform(-aug.brightness, aug.brightness))
-    return finalize_example(example, self.config, rng)
+    out = finalize_example(example, self.config, rng)
+    if content_image is not None:
+      out["content_image"] = content_image
+    return out
 
 
 def make_dataset(
@@ -297,6 +353,8 @@ def make_dataset(
     raise ValueError(f"data.weak_labels must be keys of {POSE_LABEL_KEYS}, got {weak}")
   ds = ds.map_with_index(
       _MarkLabelled(num_labelled(len(source), config.labelled_fraction), len(source), weak))
+  if config.get("content_image", False):
+    ds = ds.map_with_index(_AddContentPartner(source, content_group_size(source, split)))
   if train:
     ds = ds.shuffle(seed=seed).repeat(None)
   ds = ds.random_map(ProcessExample(config, augment=train and config.augment.enabled), seed=seed)

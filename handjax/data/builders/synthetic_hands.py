@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from handjax.data import synthetic
+from handjax.data.synthetic import groups
 from handjax.hand import skeleton
 
 _ZLIB = tfds.features.Encoding.ZLIB
@@ -48,17 +49,24 @@ class SyntheticHandsConfig(tfds.core.BuilderConfig):
   # Examples per ArrayRecord shard, a multiple of batch_size. tfds holds one shard's examples in
   # memory while writing it: ~0.15 GB at 128 px, ~0.55 GB at 256 px with 1024.
   examples_per_shard: int = 1024
+  # 0: independent examples. k > 0: content groups of k consecutive examples sharing background,
+  # skin, lighting and camera noise (`synthetic.groups`; the dVAE's tag supervision, dissertation
+  # Sec. 4.3.3); `content_id` is the group index.
+  group_size: int = 0
 
 
 def _config(name: str, resolution: int, num_train: int, num_test: int, style: str = "default",
             description: str = "", batch_size: int = 64,
-            examples_per_shard: int = 1024) -> SyntheticHandsConfig:
+            examples_per_shard: int = 1024, group_size: int = 0) -> SyntheticHandsConfig:
   if examples_per_shard % batch_size:
     raise ValueError(f"synthetic_hands/{name}: examples_per_shard={examples_per_shard} must be a "
                      f"multiple of batch_size={batch_size}")
+  if group_size and (batch_size % group_size or num_train % group_size or num_test % group_size):
+    raise ValueError(f"synthetic_hands/{name}: group_size={group_size} must divide batch_size and "
+                     "both split sizes")
   return SyntheticHandsConfig(
       name=name, resolution=resolution, num_train=num_train, num_test=num_test, style=style,
-      batch_size=batch_size, examples_per_shard=examples_per_shard,
+      batch_size=batch_size, examples_per_shard=examples_per_shard, group_size=group_size,
       description=description or f"{style} style, {resolution} px, {num_train}/{num_test} examples")
 
 
@@ -75,11 +83,19 @@ class SyntheticHands(tfds.core.ShardBasedBuilder):
   BUILDER_CONFIGS = [
       _config("tiny", 32, 16, 8, description="32 px, 16/8 examples: tests", batch_size=8,
               examples_per_shard=8),
+      _config("tiny_groups", 32, 16, 8, batch_size=8, examples_per_shard=8, group_size=4,
+              description="32 px, 16/8 examples in content groups of 4: tests"),
+      _config("groups_64", 64, 4_000, 400, group_size=8,
+              description="64 px, 4000/400 examples in content groups of 8 (dVAE tag images)"),
+      _config("groups_128", 128, 20_000, 2_000, group_size=8,
+              description="128 px, 20000/2000 examples in content groups of 8 (dVAE tag images)"),
       _config("quickstart", 64, 4_000, 400, description="64 px, 4000/400 examples: a first run"),
       _config("default_64", 64, 20_000, 2_000),
       _config("default_128", 128, 20_000, 2_000),
       _config("default_256", 256, 20_000, 2_000),
       _config("large_128", 128, 200_000, 5_000),
+      _config("shifted_quickstart", 64, 4_000, 400, style="shifted",
+              description="quickstart in the shifted style: the CPU-scale target domain"),
       _config("shifted_64", 64, 20_000, 2_000, style="shifted"),
       _config("shifted_128", 128, 20_000, 2_000, style="shifted"),
       _config("shifted_256", 256, 20_000, 2_000, style="shifted"),
@@ -110,6 +126,7 @@ class SyntheticHands(tfds.core.ShardBasedBuilder):
         "points": tensor(shape=(self.builder_config.num_points, 3), dtype=np.float32),
         "canonical_pose": tensor(shape=(n, 3), dtype=np.float32),
         "viewpoint": tensor(shape=(3, 3), dtype=np.float32),
+        "content_id": tfds.features.Scalar(dtype=np.int64),
     })
     return tfds.core.DatasetInfo(
         builder=self,
@@ -134,8 +151,14 @@ class SyntheticHands(tfds.core.ShardBasedBuilder):
     cfg = self.builder_config
     for start in range(begin, end, cfg.batch_size):
       # Always full batches (one compilation); the surplus of the last one is dropped.
-      batch = synthetic.render_batch(cfg.seed, start, cfg.batch_size, cfg.resolution, cfg.style,
-                                     split, num_points=cfg.num_points)
+      if cfg.group_size:
+        batch = groups.render_groups(
+            cfg.seed, start // cfg.group_size, cfg.batch_size // cfg.group_size, cfg.group_size,
+            cfg.resolution, cfg.style, split, num_points=cfg.num_points)
+      else:
+        batch = synthetic.render_batch(cfg.seed, start, cfg.batch_size, cfg.resolution, cfg.style,
+                                       split, num_points=cfg.num_points)
+        batch["content_id"] = np.arange(start, start + cfg.batch_size)  # Each its own content.
       for i in range(min(cfg.batch_size, end - start)):
         example = {k: v[i] for k, v in batch.items()}
         example["index"] = start + i

@@ -23,12 +23,10 @@ def _compiled(resolution: int, style_name: str, group_size: int, max_per_tile: i
   style = render.STYLES[style_name]
 
   @jax.jit
-  def render_fn(seed, groups):
+  def render_fn(seed, scene_split, content_split, groups):
     members = groups[:, None] * group_size + jnp.arange(group_size, dtype=jnp.uint32)  # (G, S)
-    scene_keys = jax.vmap(jax.vmap(
-        lambda i: render.example_key(seed, jnp.uint32(render.split_id("groups")), i)))(members)
-    content_keys = jax.vmap(lambda g: render.example_key(
-        seed, jnp.uint32(render.split_id("groups_content")), g))(groups)
+    scene_keys = jax.vmap(jax.vmap(lambda i: render.example_key(seed, scene_split, i)))(members)
+    content_keys = jax.vmap(lambda g: render.example_key(seed, content_split, g))(groups)
     def per_group(keys_and_content):
       keys, content = keys_and_content
       one = lambda k: render.render_example(k, resolution, style, max_per_tile, num_points,
@@ -41,9 +39,12 @@ def _compiled(resolution: int, style_name: str, group_size: int, max_per_tile: i
 
 
 def render_groups(seed: int, start_group: int, num_groups: int, group_size: int, resolution: int,
-                  style: str = "default", *, max_per_tile: int = 12,
+                  style: str = "default", split: str = "train", *, max_per_tile: int = 12,
                   num_points: int = render.NUM_POINTS) -> dict[str, np.ndarray]:
-  """Renders groups start_group .. start_group + num_groups - 1, `group_size` examples each.
+  """Renders groups start_group .. start_group + num_groups - 1 of `split`, `group_size` each.
+
+  Member m of group g is example g * group_size + m; its hand, pose and camera are keyed by
+  ("groups/<split>", that index), the group's appearance by ("groups_content/<split>", g).
 
   Returns:
     The keys of `render.render_batch`, flattened to (num_groups * group_size, ...), group-major, plus
@@ -60,7 +61,8 @@ def render_groups(seed: int, start_group: int, num_groups: int, group_size: int,
   fn = _compiled(resolution, style, group_size, min(max_per_tile, render.hand_model.NUM_PRIMITIVES),
                  num_points, sparse)
   groups = jnp.arange(start_group, start_group + num_groups, dtype=jnp.uint32)
-  out = fn(jnp.uint32(seed), groups)
+  out = fn(jnp.uint32(seed), jnp.uint32(render.split_id(f"groups/{split}")),
+           jnp.uint32(render.split_id(f"groups_content/{split}")), groups)
   flat = {k: np.asarray(v).reshape((num_groups * group_size,) + v.shape[2:]) for k, v in out.items()}
   flat["content_id"] = np.repeat(np.arange(start_group, start_group + num_groups), group_size)
   return flat
