@@ -243,3 +243,30 @@ def test_mixed_domain_batches():
     np.testing.assert_array_equal(following[k], again[k])
   test_batch = next(iter(domains.make_mixed_dataset(c, "test", sources=sources)))
   assert test_batch["has_pose3d"].all() and test_batch["image"].shape[0] == 4
+
+
+def test_mixed_iterator_survives_the_trainers_checkpoint(tmp_path):
+  """Regression: grain's checkpoint handler stores a non-grain iterator's state as bytes; a dict
+  state crashed every semihand / dual-modality run at its first checkpoint."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from handjax.data import domains  # pylint: disable=g-import-not-at-top
+  from handjax.data import pipeline  # pylint: disable=g-import-not-at-top
+  from handjax.train import checkpoint  # pylint: disable=g-import-not-at-top
+  c = ml_collections.ConfigDict({"batch_size": 4})
+  c.data = pipeline.default_data_config()
+  c.data.update({"image_size": SIZE, "crop": False, "read_threads": 0})
+  c.data.target = ml_collections.ConfigDict({"labelled": False})
+  sources = (_fake_source(6, 10), _fake_source(6, 200))
+  it = iter(domains.make_mixed_dataset(c, "train", sources=sources))
+  for _ in range(3):
+    next(it)
+  ckpt = checkpoint.Checkpointer(str(tmp_path))
+  ckpt.save(3, {"w": jnp.zeros(2)}, it, c)
+  ckpt.wait()
+  following = next(it)
+  resumed = iter(domains.make_mixed_dataset(c, "train", sources=sources))
+  ckpt.restore(3, {"w": jnp.zeros(2)}, resumed)
+  ckpt.close()
+  again = next(resumed)
+  for k in following:
+    np.testing.assert_array_equal(following[k], again[k], err_msg=k)

@@ -73,6 +73,9 @@ def test_labelled_fraction_keeps_exactly_the_first_examples(source):
   assert batch["has_uv"].all() and batch["has_depth"].all() and batch["has_points"].all()
   with pytest.raises(ValueError, match="labelled_fraction"):
     pipeline.num_labelled(10, 1.5)
+  # Evaluation splits keep every label: a semi-supervised run is scored on the whole test split.
+  test = take(pipeline.make_dataset(config, "test", source=source), 1)[0]
+  assert test["has_pose3d"].all() and np.all(np.abs(test["pose3d"]).sum(axis=(1, 2)) > 0)
 
 
 def test_weak_labels_survive_on_unlabelled_rows(source):

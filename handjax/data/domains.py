@@ -19,6 +19,7 @@ The iterator's state is the pair of the two pipelines' states (checkpointable).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import ml_collections
@@ -59,12 +60,21 @@ class _MixedIterator:
   def __next__(self) -> dict[str, np.ndarray]:
     return _concat(next(self._source), next(self._target))
 
-  def get_state(self) -> dict[str, Any]:
-    return {"source": self._source.get_state(), "target": self._target.get_state()}
+  # grain's checkpoint handler stores a non-grain iterator's state as `get_state().decode()` and
+  # restores it with `set_state(text.encode())` then `start_prefetch()`: JSON bytes of both states.
+  def get_state(self) -> bytes:
+    return json.dumps({"source": self._source.get_state(),
+                       "target": self._target.get_state()}).encode()
 
-  def set_state(self, state: dict[str, Any]) -> None:
-    self._source.set_state(state["source"])
-    self._target.set_state(state["target"])
+  def set_state(self, state: bytes) -> None:
+    both = json.loads(state)
+    self._source.set_state(both["source"])
+    self._target.set_state(both["target"])
+
+  def start_prefetch(self) -> None:
+    for it in (self._source, self._target):
+      if hasattr(it, "start_prefetch"):
+        it.start_prefetch()
 
 
 class MixedDataset:

@@ -52,7 +52,8 @@ def default_data_config() -> ml_collections.ConfigDict:
     crop_min_side / crop_max_side: clip of the crop side in source pixels ([50, 500] in RHD).
     batch_size: the *global* batch size (all processes together).
     num_points: fixed size of the sampled point cloud.
-    labelled_fraction: in [0, 1]; the first round(m N) source examples keep `pose3d`.
+    labelled_fraction: in [0, 1]; the first round(m N) examples of the train split keep `pose3d`
+      (evaluation splits keep every label).
     weak_labels: keys of POSE_LABEL_KEYS the other examples keep (e.g. ("viewpoint",): the
       weakly supervised setting of the dissertation's Fig. 4.9); the rest are dropped.
     content_image: add `content_image`, the crop of another member of the example's content group
@@ -351,8 +352,9 @@ def make_dataset(
   weak = tuple(config.get("weak_labels", ()) or ())
   if not set(weak) <= set(POSE_LABEL_KEYS):
     raise ValueError(f"data.weak_labels must be keys of {POSE_LABEL_KEYS}, got {weak}")
-  ds = ds.map_with_index(
-      _MarkLabelled(num_labelled(len(source), config.labelled_fraction), len(source), weak))
+  # The labelled fraction is a training setting: evaluation splits keep every label.
+  fraction = config.labelled_fraction if train else 1.0
+  ds = ds.map_with_index(_MarkLabelled(num_labelled(len(source), fraction), len(source), weak))
   if config.get("content_image", False):
     ds = ds.map_with_index(_AddContentPartner(source, content_group_size(source, split)))
   if train:
