@@ -1,8 +1,10 @@
 """experiments.tables: row configs, RESULTS.md blocks, finished rows are not retrained."""
 
+import dataclasses
 import json
 import os
 
+import numpy as np
 import pytest
 
 from experiments import tables
@@ -15,7 +17,9 @@ def test_every_row_config_loads_at_cpu_scale():
     for row in suite.rows:
       config = tables.row_config(row, 7, "/tmp/data")
       assert config.num_steps == 7 and config.data.dataset == "synthetic_hands"
-      assert config.data.builder_config == "quickstart" and config.data.data_dir == "/tmp/data"
+      # SemiHand's "target supervised" row trains on the shifted domain alone.
+      assert config.data.builder_config in ("quickstart", "shifted_quickstart"), row.name
+      assert config.data.data_dir == "/tmp/data"
       for dotted, value in row.overrides:
         node = config
         for part in dotted.split("."):
@@ -74,3 +78,190 @@ def test_table_shows_finished_rows_and_marks_the_rest(tmp_path):
   assert text.count("not run") == 5 * (len(suite.rows) - 1)
   # A finished row is returned as stored, without training.
   assert tables.run_row(done, str(tmp_path), 11, None) == result
+
+
+# --- dvae_multistage and semihand_dualmod (issues #10, #11) ---------------------------------------
+
+
+def _rows(suite):
+  return {r.name: r for r in tables.SUITES[suite].rows}
+
+
+def test_new_suites_hold_every_config():
+  dvae = {r.config for r in tables.SUITES["dvae_multistage"].rows}
+  assert {"dvae_pose.py:rhd", "dvae_semi.py:0.1", "dvae_semi.py:0.3"} <= dvae
+  configs = os.listdir(tables.CONFIG_DIR)
+  stergioulas = {f for f in configs if f.startswith("stergioulas_") and f != "stergioulas_common.py"}
+  assert {c.partition(":")[0] for c in dvae} - {"dvae_pose.py", "dvae_semi.py"} == stergioulas
+  domain = {r.config for r in tables.SUITES["semihand_dualmod"].rows}
+  expected = {f for f in configs if f.startswith(("semihand_", "dualmod_"))
+              and not f.endswith("_common.py")}
+  assert domain == expected
+  # Paper numbers are the configs' own (stergioulas_common tables, dissertation Table 6.1).
+  assert _rows("dvae_multistage")["stergioulas_d3"].paper == "13.88 (RHD, Table 1)"
+  assert _rows("dvae_multistage")["stergioulas_t2_linear_pose"].paper == "15.13 (RHD, Table 2)"
+  assert _rows("semihand_dualmod")["semihand_full"].paper.startswith("14.60 ")
+
+
+def test_domain_rows_use_quickstart_sized_shifted_target():
+  rows = _rows("semihand_dualmod")
+  full = tables.row_config(rows["semihand_full"], 9, None)
+  assert full.data.builder_config == "quickstart" and full.data.source == "domains"
+  assert full.data.target.builder_config == "shifted_quickstart" and not full.data.target.labelled
+  target_only = tables.row_config(rows["semihand_target_supervised"], 9, None)
+  assert target_only.data.builder_config == "shifted_quickstart" and "target" not in target_only.data
+  from handjax.data.builders import synthetic_hands  # pylint: disable=g-import-not-at-top
+  cfg = {c.name: c for c in synthetic_hands.SyntheticHands.BUILDER_CONFIGS}["shifted_quickstart"]
+  assert (cfg.style, cfg.resolution, cfg.num_train, cfg.num_test) == ("shifted", 64, 4000, 400)
+
+
+def test_scale_stages_keeps_proportions_and_every_enabled_stage():
+  # 1 + 7 * (1/3) each = 3.33 -> 3, 3, 3 and the one step left to the first largest remainder.
+  assert tables.scale_stages({"a": 1, "b": 1, "c": 1, "d": 0}, 10) == {"a": 4, "b": 3, "c": 3,
+                                                                       "d": 0}
+  # Paper D3: 100k, 50k, 50k, 50k -> 1 + 996 * (0.4, 0.2, 0.2, 0.2) = 399.4, 200.2 x 3 (+1 to a).
+  assert tables.scale_stages({"a": 100, "b": 50, "c": 50, "d": 50}, 1000) == {
+      "a": 400, "b": 200, "c": 200, "d": 200}
+  # A tiny stage is never rounded away.
+  assert tables.scale_stages({"a": 10_000, "b": 1}, 3) == {"a": 2, "b": 1}
+  with pytest.raises(ValueError, match="--steps=2 is fewer than the 3 enabled stages"):
+    tables.scale_stages({"a": 1, "b": 1, "c": 1}, 2)
+  assert tables.scale_length(40_000, 60_000, 1000) == 667
+  assert tables.scale_length(60_000, 60_000, 1000) == 1000 and tables.scale_length(0, 6, 9) == 0
+  assert tables.scale_length(1, 10_000, 50) == 1 and tables.scale_length(9_999, 10_000, 50) == 49
+
+
+def test_new_rows_scale_phases_to_steps_and_keep_their_switches():
+  steps = 1000
+  for row in tables.SUITES["dvae_multistage"].rows + tables.SUITES["semihand_dualmod"].rows:
+    paper = tables.load_config(row.config)
+    config = tables.row_config(row, steps, None)
+    assert config.num_steps == steps and config.data.image_size == 64, row.name
+    if config.method == "multistage":
+      st = config.stages
+      assert st.disentangle + st.align_frozen + st.align_finetune + st.refine == steps, row.name
+      for stage in st:  # enabled stages stay enabled, disabled ones disabled
+        assert (st[stage] > 0) == (paper.stages[stage] > 0), (row.name, stage)
+      for field in ("disentangle", "decode_subspace", "rgb_latent_dim", "pose_latent_dim"):
+        assert config[field] == paper[field], (row.name, field)
+      assert (config.model.decoder, config.refine.mode) == (paper.model.decoder, paper.refine.mode)
+      assert config.model.decoder_hidden == (128,) * 5
+    elif config.method == "dvae":
+      assert config.disentangle_steps == steps // 2  # T1 = 100k of 200k
+      assert config.factor_keys == paper.factor_keys and config.factor_dims == paper.factor_dims
+      assert config.data.labelled_fraction == paper.data.labelled_fraction
+      assert config.data.augment.rotation_deg == 180.0 and config.data.augment.flip_prob == 0.5
+    elif config.method == "semihand":
+      assert config.semihand.to_dict() | {"pretrain_steps": 0} == (
+          paper.semihand.to_dict() | {"pretrain_steps": 0}), row.name
+      expected = steps if paper.semihand.pretrain_steps == paper.num_steps else 667
+      assert config.semihand.pretrain_steps == expected, row.name
+      assert config.model.features == 32 and config.model.num_stacks == 2
+      assert config.model.stem_stride == 2 and config.model.levels == paper.model.levels
+    else:
+      assert config.method == "dual_modality"
+      assert config.dualmod.to_dict() | {"pretrain_steps": 0} == (
+          paper.dualmod.to_dict() | {"pretrain_steps": 0}), row.name
+      expected = steps if paper.dualmod.pretrain_steps == paper.num_steps else 833
+      assert config.dualmod.pretrain_steps == expected, row.name
+      assert config.model.width == 0.25 and config.model.map_size == 16
+  rows = _rows("dvae_multistage")
+  d3 = tables.row_config(rows["stergioulas_d3"], steps, None).stages
+  assert (d3.disentangle, d3.align_frozen, d3.align_finetune, d3.refine) == (400, 200, 200, 200)
+  base = tables.row_config(rows["stergioulas_baseline"], steps, None).stages
+  assert (base.disentangle, base.align_frozen, base.refine) == (steps, 0, 0)
+
+
+def test_pck_2d_at_counts_visible_joints_within_five_percent():
+  gt = np.zeros((1, 5, 2))
+  # Errors 1, 3, 3.2 (on the threshold 0.05 x 64), 4 and 100 px; the last joint is invisible.
+  pred = np.array([[[1.0, 0.0], [0.0, 3.0], [3.2, 0.0], [0.0, 4.0], [100.0, 0.0]]])
+  visible = np.array([[True, True, True, True, False]])
+  assert tables.pck_2d_at(pred, gt, visible, 64) == pytest.approx(3 / 4)
+  assert tables.pck_2d_at(pred, gt, None, 64) == pytest.approx(3 / 5)
+  assert tables.pck_2d_at(pred, gt, None, 128) == pytest.approx(4 / 5)  # threshold 6.4 px
+  assert np.isnan(tables.pck_2d_at(pred, gt, np.zeros((1, 5), bool), 64))
+
+
+def test_dvae_factor_metrics_on_hand_computed_errors():
+  rng = np.random.default_rng(0)
+  pose = rng.normal(size=(2, 21, 3)).astype(np.float32)
+  root_relative = pose - pose[:, :1]
+  canonical = rng.normal(size=(2, 21, 3)).astype(np.float32)
+  c, s = np.cos(np.radians(30.0)), np.sin(np.radians(30.0))
+  rot_z = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]], np.float32)
+  labels = {"pose3d": pose, "canonical_pose": canonical,
+            "viewpoint": np.stack([np.eye(3, dtype=np.float32)] * 2)}
+  pred = {"pose3d": root_relative + np.array([0.003, 0.004, 0.0], np.float32),  # 5 mm per joint
+          "canonical_pose": canonical + np.array([0.0, 0.0, 0.25], np.float32),
+          "viewpoint": np.stack([np.eye(3, dtype=np.float32), rot_z])}  # 0 and 30 degrees
+  out = tables.dvae_factor_metrics(pred, labels)
+  assert out["dvae_pose3d_epe_mm"] == pytest.approx(5.0, abs=1e-3)
+  assert out["dvae_canonical_pose_epe"] == pytest.approx(0.25, abs=1e-5)
+  assert out["dvae_viewpoint_deg"] == pytest.approx(15.0, abs=1e-2)
+  # Visibility weights the joints: only joint 3 (moved 12 mm more along z: 13 mm) counts.
+  visible = np.zeros((2, 21), bool)
+  visible[:, 3] = True
+  pred["pose3d"][:, 3] += np.array([0.0, 0.0, 0.012], np.float32)  # joint 3: 13 mm
+  out = tables.dvae_factor_metrics(pred, {**labels, "visible": visible})
+  assert out["dvae_pose3d_epe_mm"] == pytest.approx(13.0, abs=1e-3)
+
+
+def test_table_shows_a_suites_own_columns():
+  suite = tables.SUITES["semihand_dualmod"]
+  row = suite.rows[0]
+  result = {"row": row.name, "steps": 3, "wall_s": 60.0, "mean_epe_mm": 30.0,
+            "target_mean_epe_mm": 30.04, "median_epe_mm": 25.0, "auc_20_50": 0.25,
+            "target_pck2d_005": 0.625, "mean_pose_epe_mm": 50.0}
+  text = tables.render_table("semihand_dualmod", suite, {row.name: result})
+  header, rule, first = text.splitlines()[:3]
+  assert "| target 2D PCK@0.05 |" in header and rule.count("|---") == len(suite.columns) + 5
+  assert "| 30.0 | 25.0 | 0.250 | 0.625 | 50.0 | 23.83 (RHD->STB test, Table 6.1) | 1.0 min |" in first
+  dvae = tables.SUITES["dvae_multistage"]
+  header = tables.render_table("dvae_multistage", dvae, {}).splitlines()[0]
+  assert "viewpoint error (deg)" in header and "CPose EPE" in header
+
+
+# One short run per new method family on the `tiny` builder config (32 px, 16 / 8 examples),
+# through `run_row`: training, evaluate_workdir and the method's extra metrics.
+_TINY = (("batch_size", 8), ("data.builder_config", "tiny"), ("data.image_size", 32),
+         ("data.read_threads", 1))
+_SMOKE = {
+    "dvae": ("dvae_multistage", "dvae_semi_10", (("model.resnet_stage_sizes", (1, 1, 1, 1)),
+                                                 ("model.resnet_width", 0.125),
+                                                 ("model.mlp_hidden", (16, 16)))),
+    "multistage": ("dvae_multistage", "stergioulas_d0",
+                   (("model.resnet_stage_sizes", (1, 1, 1, 1)), ("model.resnet_width", 0.125),
+                    ("model.decoder_hidden", (16, 16)), ("model.pose_encoder_hidden", (16,)),
+                    ("model.mapper_hidden", (16,)), ("model.discriminator_hidden", (16,)))),
+    "semihand": ("semihand_dualmod", "semihand_full",
+                 (("data.target.builder_config", "tiny"), ("model.features", 8))),
+    "dual_modality": ("semihand_dualmod", "dualmod_full",
+                      (("data.target.builder_config", "tiny"), ("model.width", 0.125),
+                       ("model.stage_sizes", (1, 1, 1, 1)), ("model.decoder_channels", (8,)),
+                       ("model.base_channels", 8), ("model.proj_dim", 16))),
+}
+
+
+@pytest.fixture(scope="module")
+def tfds_dir(tmp_path_factory):
+  return str(tmp_path_factory.mktemp("tfds"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", sorted(_SMOKE))
+def test_run_row_end_to_end_on_tiny_data(family, tfds_dir, tmp_path):
+  suite, name, small = _SMOKE[family]
+  row = dataclasses.replace(_rows(suite)[name], overrides=_TINY + small)
+  result = tables.run_row(row, str(tmp_path), 3, tfds_dir)
+  assert result["steps"] == 3 and result["num_examples"] == 8
+  assert np.isfinite(result["mean_epe_mm"])
+  with open(tmp_path / name / "row.json") as f:
+    assert json.load(f) == result
+  if family == "dvae":
+    assert {"dvae_pose3d_epe_mm", "dvae_canonical_pose_epe", "dvae_viewpoint_deg"} <= set(result)
+    assert 0.0 <= result["dvae_viewpoint_deg"] <= 180.0
+  elif family in ("semihand", "dual_modality"):
+    assert 0.0 <= result["target_pck2d_005"] <= 1.0
+    # The explicit target-split EPE is the evaluate_workdir one (its eval split is the target).
+    assert result["target_mean_epe_mm"] == pytest.approx(result["mean_epe_mm"], rel=1e-5)
