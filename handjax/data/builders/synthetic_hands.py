@@ -73,12 +73,14 @@ def _config(name: str, resolution: int, num_train: int, num_test: int, style: st
 class SyntheticHands(tfds.core.ShardBasedBuilder):
   """Procedural RHD-like hands: RGB, depth, part mask, 3D/2D keypoints, visibility, point cloud."""
 
-  VERSION = tfds.core.Version("1.1.0")
+  VERSION = tfds.core.Version("1.2.0")
   RELEASE_NOTES = {
       "1.0.0": "Initial release.",
       "1.1.0": "Written shard by shard (any split size prepares without TensorFlow); the CPU "
                "renderer draws examples one by one: same scenes, float rounding differs (about "
                "1e-4 of mask pixels).",
+      "1.2.0": "`content_id` feature; grouped configs (tiny_groups, groups_64, groups_128). "
+               "Other keys as 1.1.0.",
   }
   BUILDER_CONFIGS = [
       _config("tiny", 32, 16, 8, description="32 px, 16/8 examples: tests", batch_size=8,
