@@ -216,3 +216,49 @@ def test_finetune_loss_is_eq_7_10_term_by_term(setup):
                                             epsilon=-1.0, use_self_distillation=False))
   loss_sup, _ = none_kept.phases[0].loss(params, state, batch, rng, jnp.int32(0))
   np.testing.assert_allclose(loss_sup, np.mean(sup[rows]), rtol=1e-4)
+
+
+def test_texture_operations_against_numpy():
+  rng = np.random.default_rng(3)
+  image = rng.uniform(-0.5, 0.5, (3, 6, 5, 3)).astype(np.float32)
+  gain = rng.uniform(0.7, 1.3, (3, 1, 1, 3)).astype(np.float32)
+  bias = rng.uniform(-0.1, 0.1, (3, 1, 1, 1)).astype(np.float32)
+  np.testing.assert_allclose(dm.jitter_colour(image, gain, bias), gain * image + bias, rtol=1e-6)
+  grey = dm.to_grey(jnp.asarray(image), jnp.array([True, False, True]))
+  luma = 0.299 * image[..., 0] + 0.587 * image[..., 1] + 0.114 * image[..., 2]
+  for c in range(3):
+    np.testing.assert_allclose(grey[0, ..., c], luma[0], atol=1e-6)
+  np.testing.assert_array_equal(grey[1], image[1])
+  mask = np.asarray(dm.box_mask(6, 5, jnp.array([1, 0]), jnp.array([2, 4]), jnp.array([3, 6]),
+                                jnp.array([2, 1])))
+  expected = np.zeros((2, 6, 5, 1), bool)
+  expected[0, 1:4, 2:4] = True
+  expected[1, 0:6, 4:5] = True
+  np.testing.assert_array_equal(mask, expected)
+  depth = np.array([[0.0, 0.5, 0.6, 0.7]], np.float32).reshape(1, 1, 4, 1)
+  u = np.array([0.01, 0.01, 0.5, 0.99], np.float32).reshape(1, 1, 4, 1)
+  np.testing.assert_allclose(dm.salt_and_pepper(depth, u, 0.1).ravel(), [0.0, 0.0, 0.6, 0.7])
+
+
+def test_texture_augment_rates_and_labels_of_the_background():
+  """Monte Carlo over 400 examples: grey-scale ~ GREY_PROB, erasure ~ ERASE_PROB with the box
+  area in ERASE_AREA, salt-and-pepper on ~ strength x 5% of the known depth pixels."""
+  b, size = 400, 32
+  image = jnp.tile(jnp.array([0.3, -0.2, 0.1]), (b, size, size, 1))
+  depth = jnp.where(jnp.arange(size)[None, :, None, None] < size // 2, 0.5, 0.0) * jnp.ones(
+      (b, size, size, 1))
+  out_image, out_depth = dm.texture_augment(jax.random.key(0), image, depth, 1.0)
+  out_image, out_depth = np.asarray(out_image), np.asarray(out_depth)
+  is_grey = np.all(np.abs(out_image[..., 0] - out_image[..., 1]) < 1e-6, axis=(1, 2))
+  assert abs(is_grey.mean() - dm.GREY_PROB) < 0.06  # 3 sigma of Binomial(400, 0.2) is 0.06
+  erased = (out_image == 0).all(-1)
+  has_box = erased.any(axis=(1, 2))
+  assert abs(has_box.mean() - dm.ERASE_PROB) < 0.075
+  area = erased.sum(axis=(1, 2))[has_box] / size**2
+  assert area.min() >= 0.01 and area.max() <= dm.ERASE_AREA[1] + 0.05
+  np.testing.assert_array_equal(out_depth[np.asarray(depth) == 0], 0)  # background stays unknown
+  known = np.asarray(depth) > 0
+  changed = (out_depth != 0.5) & known
+  # Changed known pixels: erased (box) or salt/pepper (5%); far = 0.5 here, so salt is invisible.
+  pepper_rate = ((out_depth == 0) & known).sum() / known.sum()
+  assert 0.02 < pepper_rate < 0.2 and changed.sum() > 0

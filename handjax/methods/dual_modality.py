@@ -185,19 +185,84 @@ def as_target(out: dict[str, jax.Array]) -> dict[str, jax.Array]:
           "depth_map": out["depth_map"]}
 
 
+# T_RGB / T_DM settings (Sec. 7.4 lists the operations, not their parameters; ours, after
+# SimCLR's grey-scale probability and Zhong et al.'s random erasing).
+GREY_PROB = 0.2
+ERASE_PROB = 0.5
+ERASE_AREA = (0.02, 0.25)  # fraction of the image
+ERASE_ASPECT = (0.3, 3.3)
+SALT_PEPPER_FRACTION = 0.05  # of the known depth pixels, at strength 1
+
+
+def jitter_colour(image: jax.Array, gain: jax.Array, bias: jax.Array) -> jax.Array:
+  """Colour jitter: per-example, per-channel gain (B, 1, 1, 3) and brightness bias (B, 1, 1, 1)."""
+  return gain * image + bias
+
+
+def to_grey(image: jax.Array, grey: jax.Array) -> jax.Array:
+  """Rows with grey (B,) True become their ITU-R 601 luma in all three channels."""
+  luma = image @ jnp.array([0.299, 0.587, 0.114], image.dtype)
+  return jnp.where(grey[:, None, None, None], luma[..., None], image)
+
+
+def box_mask(height: int, width: int, top: jax.Array, left: jax.Array, box_h: jax.Array,
+             box_w: jax.Array) -> jax.Array:
+  """(B, H, W, 1) True inside each row's box [top, top + box_h) x [left, left + box_w)."""
+  rows = jnp.arange(height)[None, :, None]
+  cols = jnp.arange(width)[None, None, :]
+  t, l = top[:, None, None], left[:, None, None]
+  inside = (rows >= t) & (rows < t + box_h[:, None, None]) & (cols >= l) & (
+      cols < l + box_w[:, None, None])
+  return inside[..., None]
+
+
+def random_erase_mask(rng: jax.Array, batch: int, height: int, width: int,
+                      prob: float = ERASE_PROB) -> jax.Array:
+  """Random erasing (Zhong et al.): with probability `prob` a box of ERASE_AREA of the image with
+  aspect ratio in ERASE_ASPECT (log-uniform), placed uniformly; (B, H, W, 1)."""
+  k = jax.random.split(rng, 5)
+  area = jax.random.uniform(k[0], (batch,), minval=ERASE_AREA[0], maxval=ERASE_AREA[1])
+  log_aspect = jax.random.uniform(k[1], (batch,), minval=jnp.log(ERASE_ASPECT[0]),
+                                  maxval=jnp.log(ERASE_ASPECT[1]))
+  box_h = jnp.clip(jnp.round(jnp.sqrt(area * jnp.exp(log_aspect)) * height), 1, height)
+  box_w = jnp.clip(jnp.round(jnp.sqrt(area / jnp.exp(log_aspect)) * width), 1, width)
+  top = jnp.floor(jax.random.uniform(k[2], (batch,)) * (height - box_h + 1))
+  left = jnp.floor(jax.random.uniform(k[3], (batch,)) * (width - box_w + 1))
+  on = jax.random.uniform(k[4], (batch,)) < prob
+  return box_mask(height, width, top, left, box_h, box_w) & on[:, None, None, None]
+
+
+def salt_and_pepper(depth_map: jax.Array, u: jax.Array, fraction: float) -> jax.Array:
+  """Known depth pixels with u < fraction/2 read 0 (pepper: no reading) and with u > 1 -
+  fraction/2 the map's farthest depth (salt); the background (0) stays 0."""
+  known = depth_map != 0
+  far = jnp.max(depth_map, axis=(1, 2, 3), keepdims=True)
+  out = jnp.where(u < fraction / 2, 0.0, depth_map)
+  out = jnp.where(u > 1 - fraction / 2, far, out)
+  return jnp.where(known, out, 0.0)
+
+
 def texture_augment(rng: jax.Array, image: jax.Array, depth_map: jax.Array,
                     strength: float) -> tuple[jax.Array, jax.Array]:
-  """T_RGB and T_DM of Sec. 7.3.4.1 (labels unchanged): per-example brightness/contrast jitter and
-  Gaussian noise on the image; a global scale in 1 +- strength/10 and noise on known depth."""
-  k = jax.random.split(rng, 5)
-  b = image.shape[0]
-  gain = 1 + strength * jax.random.uniform(k[0], (b, 1, 1, 1), minval=-1, maxval=1)
+  """T_RGB and T_DM of Sec. 7.3.4.1 / 7.4 (labels unchanged).
+
+  T_RGB: colour jitter (per-channel gain 1 +- strength, brightness +- 0.2 strength), grey-scale
+  with probability GREY_PROB, random erasure (filled with 0, mid-grey of the normalised image).
+  T_DM: random erasure (filled with 0, "no reading") and salt-and-pepper noise on
+  strength x SALT_PEPPER_FRACTION of the known pixels.
+  """
+  b, h, w, _ = image.shape
+  k = jax.random.split(rng, 6)
+  gain = 1 + strength * jax.random.uniform(k[0], (b, 1, 1, 3), minval=-1, maxval=1)
   bias = 0.2 * strength * jax.random.uniform(k[1], (b, 1, 1, 1), minval=-1, maxval=1)
-  image = gain * image + bias + 0.05 * strength * jax.random.normal(k[2], image.shape)
-  known = depth_map != 0
-  scale = 1 + 0.1 * strength * jax.random.uniform(k[3], (b, 1, 1, 1), minval=-1, maxval=1)
-  noisy = scale * depth_map + 0.005 * strength * jax.random.normal(k[4], depth_map.shape)
-  return image, jnp.where(known, noisy, 0.0)
+  image = jitter_colour(image, gain, bias)
+  image = to_grey(image, jax.random.uniform(k[2], (b,)) < GREY_PROB)
+  image = jnp.where(random_erase_mask(k[3], b, h, w), 0.0, image)
+  dh, dw = depth_map.shape[1:3]
+  depth_map = jnp.where(random_erase_mask(k[4], b, dh, dw), 0.0, depth_map)
+  depth_map = salt_and_pepper(depth_map, jax.random.uniform(k[5], depth_map.shape),
+                              strength * SALT_PEPPER_FRACTION)
+  return image, depth_map
 
 
 def pseudo_label(candidates: Sequence[Pose25D], lambda_d: float) -> tuple[Pose25D, jax.Array]:
