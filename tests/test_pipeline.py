@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 
+import ml_collections
 import numpy as np
 import pytest
 
@@ -230,3 +231,15 @@ def test_content_image_is_the_partners_crop(tmp_path):
   config = small_config(data_dir=str(tmp_path), builder_config="tiny", content_image=True)
   with pytest.raises(ValueError, match="content groups of >= 2"):
     pipeline.make_dataset(config, "test")
+
+
+def test_trainer_factory_reads_the_configured_train_split(tmp_path):
+  # Regression: the trainer asks for "train"; a sliced `train_split` (the labelled-only curves)
+  # must be the endless, shuffled training split, not the whole split read once.
+  from handjax.train import loop  # pylint: disable=g-import-not-at-top
+  config = ml_collections.ConfigDict({"batch_size": 4, "data": small_config(
+      data_dir=str(tmp_path), builder_config="tiny", train_split="train[4:8]").to_dict()})
+  config.data.augment.enabled = False
+  it = iter(loop.resolve_dataset_factory(config)(config, "train", seed=0))
+  images = np.concatenate([next(it)["image"] for _ in range(3)])  # three epochs of 4 examples
+  assert len({im.tobytes() for im in images}) <= 4

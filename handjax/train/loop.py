@@ -57,6 +57,8 @@ def resolve_dataset_factory(config: ml_collections.ConfigDict) -> DatasetFactory
   def factory(cfg: ml_collections.ConfigDict, split: str, **kwargs: Any) -> Any:
     data_config = ml_collections.ConfigDict(cfg.data.to_dict())
     data_config.batch_size = cfg.batch_size
+    if split == "train":  # The trainer's role name -> the config's split (e.g. "train[:10%]").
+      split = data_config.get("train_split", "train")
     return pipeline.make_dataset(data_config, split, **kwargs)
 
   return factory
