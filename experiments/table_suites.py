@@ -131,6 +131,13 @@ def _dvae_rows() -> list[Row]:
     rows.append(Row(f"dvae_semi_{pct}", f"dVAE, {pct}% labelled + image-only rest (Fig. 4.9)",
                     f"dvae_semi.py:{m}", paper="- (Fig. 4.9: up to 3.5% below supervised)",
                     group="dvae_semi"))
+    rows.append(Row(f"dvae_weak_{pct}", f"dVAE, {pct}% labelled + viewpoint-only rest (Fig. 4.9)",
+                    f"dvae_semi.py:{m},weak", paper="- (Fig. 4.9, weak-label curve)",
+                    group="dvae_weak"))
+    rows.append(Row(f"dvae_only_{pct}", f"dVAE on the {pct}% labelled alone (Fig. 4.9 baseline)",
+                    f"dvae_semi.py:{m}", (("data.labelled_fraction", 1.0),
+                                          ("data.train_split", f"train[:{pct}%]")),
+                    paper="-", group="dvae_only"))
   return rows
 
 
@@ -212,6 +219,8 @@ def suites() -> dict[str, Suite]:
           steps=1000,
           rows=tuple(_dvae_rows() + _stergioulas_rows()),
           columns=DVAE_COLUMNS,
+          curves=(("labelled_fraction.png", "dVAE labelled-fraction curves (Fig. 4.9)",
+                   ("dvae_semi", "dvae_weak", "dvae_only")),),
           notes=("dVAE columns (`dvae.factor_errors` on the test split, every label kept): 3D "
                  "pose EPE from the whole latent, canonical-pose EPE in canonical units, "
                  "viewpoint rotation angle error. Stergioulas stage lengths are scaled to the "

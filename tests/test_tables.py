@@ -149,7 +149,10 @@ def test_new_rows_scale_phases_to_steps_and_keep_their_switches():
     elif config.method == "dvae":
       assert config.disentangle_steps == steps // 2  # T1 = 100k of 200k
       assert config.factor_keys == paper.factor_keys and config.factor_dims == paper.factor_dims
-      assert config.data.labelled_fraction == paper.data.labelled_fraction
+      overridden = dict(row.overrides)
+      assert config.data.labelled_fraction == overridden.get("data.labelled_fraction",
+                                                             paper.data.labelled_fraction)
+      assert tuple(config.data.weak_labels) == tuple(paper.data.weak_labels)
       assert config.data.augment.rotation_deg == 180.0 and config.data.augment.flip_prob == 0.5
     elif config.method == "semihand":
       assert config.semihand.to_dict() | {"pretrain_steps": 0} == (
