@@ -458,8 +458,9 @@ def write_suite(suite_name: str, suite: Suite, root: str, steps: int, results_pa
   figure_dir = os.path.join(os.path.dirname(os.path.abspath(results_path)), "docs", "results")
   parts = [f"## {suite.title}", "",
            f"CPU scale (`experiments/tables.py`, `cpu_scale`): {steps} steps, batch 32, "
-           "`synthetic_hands/quickstart` (64 px, 4000 train / 400 test), quarter-width networks. "
-           "EPE in mm, root-relative test split, AUC over 20-50 mm.", ""]
+           "seed 0 (the configs' `seed`), `synthetic_hands/quickstart` (64 px, 4000 train / 400 "
+           "test), quarter-width networks. EPE in mm, root-relative test split, AUC over 20-50 mm.",
+           ""]
   if suite.notes:
     parts += [suite.notes, ""]
   parts.append(render_table(suite_name, suite, results))
