@@ -20,18 +20,12 @@ measured.
 
 import ml_collections
 
-from handjax.methods import aligned_latents
+from experiments.configs import iccv_common
 
 
 def get_config(arg: str = "vc") -> ml_collections.ConfigDict:
   """S1 R2P (Eq. 1)."""
-  config = aligned_latents.default_config()
-  config.encoders = 'R'
-  config.decoders = 'P'
-  config.alignment = 'none'
-  config.fusion = 'poe'
-  config.data.dataset = "rhd"
-  config.data.builder_config = "dominant"
+  config = iccv_common.make_config("R", "P", "none")
   if arg not in ("vc", "novc"):
     raise ValueError(f"iccv_s1_r2p takes :vc or :novc, got {arg!r}.")
   config.data.view_correction = arg == "vc"

@@ -17,16 +17,9 @@ measured.
 
 import ml_collections
 
-from handjax.methods import aligned_latents
+from experiments.configs import iccv_common
 
 
 def get_config() -> ml_collections.ConfigDict:
   """S2 R2CP (Alg. 1)."""
-  config = aligned_latents.default_config()
-  config.encoders = 'R'
-  config.decoders = 'CP'
-  config.alignment = 'none'
-  config.fusion = 'poe'
-  config.data.dataset = "rhd"
-  config.data.builder_config = "dominant"
-  return config
+  return iccv_common.make_config("R", "CP", "none")

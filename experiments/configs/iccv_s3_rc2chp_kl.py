@@ -17,16 +17,9 @@ measured.
 
 import ml_collections
 
-from handjax.methods import aligned_latents
+from experiments.configs import iccv_common
 
 
 def get_config() -> ml_collections.ConfigDict:
   """S3 RC2CHP, KL alignment (Eq. 3, Alg. 2, beta' = 1)."""
-  config = aligned_latents.default_config()
-  config.encoders = 'RC'
-  config.decoders = 'CHP'
-  config.alignment = 'kl'
-  config.fusion = 'poe'
-  config.data.dataset = "rhd"
-  config.data.builder_config = "dominant"
-  return config
+  return iccv_common.make_config("RC", "CHP", "kl")

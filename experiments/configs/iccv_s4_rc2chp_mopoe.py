@@ -18,16 +18,9 @@ not yet measured.
 
 import ml_collections
 
-from handjax.methods import aligned_latents
+from experiments.configs import iccv_common
 
 
 def get_config() -> ml_collections.ConfigDict:
   """S4 RC2CHP with a mixture of products of experts (beyond the paper)."""
-  config = aligned_latents.default_config()
-  config.encoders = 'RC'
-  config.decoders = 'CHP'
-  config.alignment = 'experts'
-  config.fusion = 'mopoe'
-  config.data.dataset = "rhd"
-  config.data.builder_config = "dominant"
-  return config
+  return iccv_common.make_config("RC", "CHP", "experts", "mopoe")

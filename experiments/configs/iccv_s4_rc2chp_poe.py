@@ -19,18 +19,12 @@ measured.
 
 import ml_collections
 
-from handjax.methods import aligned_latents
+from experiments.configs import iccv_common
 
 
 def get_config(arg: str = "rhd") -> ml_collections.ConfigDict:
   """S4 RC2CHP, product of Gaussian experts (Eq. 4-6, Alg. 3)."""
-  config = aligned_latents.default_config()
-  config.encoders = 'RC'
-  config.decoders = 'CHP'
-  config.alignment = 'experts'
-  config.fusion = 'poe'
-  config.data.dataset = "rhd"
-  config.data.builder_config = "dominant"
+  config = iccv_common.make_config("RC", "CHP", "experts")
   if arg not in ("rhd", "stb"):
     raise ValueError(f"iccv_s4_rc2chp_poe takes :rhd or :stb, got {arg!r}.")
   if arg == "stb":

@@ -16,7 +16,7 @@ Run time: CPU impractical; one GPU: not yet measured. Result here: not yet measu
 
 import ml_collections
 
-from handjax.methods import aligned_latents
+from experiments.configs import iccv_common
 
 
 def get_config(arg: str = "0.1") -> ml_collections.ConfigDict:
@@ -24,9 +24,6 @@ def get_config(arg: str = "0.1") -> ml_collections.ConfigDict:
   fraction = float(arg)
   if not 0.0 < fraction <= 1.0:
     raise ValueError(f"iccv_weak takes a labelled fraction in (0, 1], got {arg!r}.")
-  config = aligned_latents.default_config()
-  config.encoders, config.decoders, config.alignment, config.fusion = "RC", "CHP", "experts", "poe"
-  config.data.dataset = "rhd"
-  config.data.builder_config = "dominant"
+  config = iccv_common.make_config("RC", "CHP", "experts")
   config.data.labelled_fraction = fraction
   return config
