@@ -9,7 +9,7 @@ split with the RGB branch only. ResNet-18 instead of the dissertation's ImageNet
 
 import ml_collections
 
-from handjax.data import pipeline
+from handjax.data import domains
 from handjax.methods import dual_modality
 
 
@@ -25,12 +25,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.eval_every = 10_000
   config.keep_checkpoints = 2
 
-  config.data = pipeline.default_data_config()
-  config.data.source = "domains"
-  config.data.builder_config = "default_128"
-  config.data.image_size = 128
-  config.data.target = ml_collections.ConfigDict({"builder_config": "shifted_128",
-                                                  "labelled": False})
+  config.data = domains.default_data_config(128)
 
   config.model = ml_collections.ConfigDict()
   config.model.depth = 18

@@ -8,7 +8,7 @@ target test split. Network: two-stack hourglass, 64x64 in and out (Sec. 6.4).
 
 import ml_collections
 
-from handjax.data import pipeline
+from handjax.data import domains
 from handjax.methods import semihand
 
 
@@ -24,12 +24,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.eval_every = 10_000
   config.keep_checkpoints = 2
 
-  config.data = pipeline.default_data_config()
-  config.data.source = "domains"
-  config.data.builder_config = "default_64"
-  config.data.image_size = 64
-  config.data.target = ml_collections.ConfigDict({"builder_config": "shifted_64",
-                                                  "labelled": False})
+  config.data = domains.default_data_config(64)
 
   config.model = ml_collections.ConfigDict()
   config.model.features = 128

@@ -28,6 +28,19 @@ import numpy as np
 from handjax.data import pipeline
 
 
+def default_data_config(resolution: int) -> ml_collections.ConfigDict:
+  """`pipeline.default_data_config()` for synthetic-to-synthetic adaptation at `resolution`:
+  labelled "default" style source, unlabelled "shifted" style target, both of `default_<res>`
+  size, crops resized to `resolution`."""
+  data = pipeline.default_data_config()
+  data.source = "domains"
+  data.builder_config = f"default_{resolution}"
+  data.image_size = resolution
+  data.target = ml_collections.ConfigDict({"builder_config": f"shifted_{resolution}",
+                                           "labelled": False})
+  return data
+
+
 def target_data_config(data: ml_collections.ConfigDict,
                        keep_labels: bool = False) -> ml_collections.ConfigDict:
   """``data`` with the ``data.target`` overrides; ``labelled_fraction`` 0 unless target.labelled
@@ -123,4 +136,4 @@ def make_mixed_dataset(config: ml_collections.ConfigDict, split: str, *, process
                                             **kwargs))
 
 
-__all__ = ["MixedDataset", "make_mixed_dataset", "target_data_config"]
+__all__ = ["MixedDataset", "default_data_config", "make_mixed_dataset", "target_data_config"]
