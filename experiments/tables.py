@@ -140,7 +140,7 @@ def cpu_scale(config: ml_collections.ConfigDict, steps: int) -> ml_collections.C
   c.batch_size = 32
   c.log_every = 100
   c.checkpoint_every = steps
-  c.eval_every = 0
+  c.eval_every = -1  # run_row evaluates once, with evaluate_workdir, after training
   c.keep_checkpoints = 1
   _scale_optimizer(c.optimizer, 1e-3)
   d = c.data
