@@ -31,6 +31,7 @@ class Row:
   overrides: tuple[tuple[str, Any], ...] = ()
   paper: str = ""
   group: str = ""
+  same_as: str = ""  # another row of the suite with identical switches: its result is shown
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,6 +139,15 @@ def _dvae_rows() -> list[Row]:
                     f"dvae_semi.py:{m}", (("data.labelled_fraction", 1.0),
                                           ("data.train_split", f"train[:{pct}%]")),
                     paper="-", group="dvae_only"))
+  # Figs. 4.4-4.6 models, on content groups (`groups_64`); figures by `experiments.synthesize`.
+  groups = (("data.builder_config", "groups_64"),)
+  rows.append(Row("dvae_synthesis_tag", "dVAE synthesis, [z_3DPose, z_content] + tag image "
+                  "(Fig. 4.2a, Alg. 4.1)", "dvae_synthesis.py:tag",
+                  groups + (("data.content_image", True),), paper="- (Figs. 4.4-4.6, images)",
+                  group="dvae_synthesis"))
+  rows.append(Row("dvae_synthesis_u", "dVAE synthesis, [z_3DPose, z_u] (Fig. 4.2b, Alg. 4.2)",
+                  "dvae_synthesis.py:u", groups, paper="- (Figs. 4.4-4.6, images)",
+                  group="dvae_synthesis"))
   return rows
 
 
@@ -153,10 +163,12 @@ def _stergioulas_rows() -> list[Row]:
   table2 = [("linear_concat", "fully connected decoder, concatenated subspace"),
             ("linear_pose", "fully connected decoder, pose subspace"),
             ("injection_concat", "injection decoder, concatenated subspace"),
-            # Same switches as Table 1 B (sc.ROWS); trained again as the paper lists it twice.
             ("injection_pose", "injection decoder, pose subspace (= T1 B)")]
+  # The paper lists T1 B twice; its switches are identical (sc.ROWS), so the row is trained once.
+  same = {"injection_pose": "stergioulas_b"}
   rows += [Row(f"stergioulas_t2_{k}", f"Stergioulas T2 {label}", f"stergioulas_t2_{k}.py:rhd",
-               paper=f"{sc.TABLE2[k]:.2f} (RHD, Table 2)", group="stergioulas_t2")
+               paper=f"{sc.TABLE2[k]:.2f} (RHD, Table 2)", group="stergioulas_t2",
+               same_as=same.get(k, ""))
            for k, label in table2]
   return rows
 

@@ -346,7 +346,7 @@ def extra_metrics(config: ml_collections.ConfigDict, workdir: str,
 
 
 def command(suite: str, row: Row) -> str:
-  return f"python -m experiments.tables --suite={suite} --rows={row.name}"
+  return f"python -m experiments.tables --suite={suite} --rows={row.same_as or row.name}"
 
 
 def run_row(row: Row, root: str, steps: int, data_dir: str | None) -> dict[str, Any]:
@@ -375,9 +375,10 @@ def run_row(row: Row, root: str, steps: int, data_dir: str | None) -> dict[str, 
 
 
 def _finished(root: str, rows: Sequence[Row], steps: int) -> dict[str, dict[str, Any]]:
+  """Finished results by row name; a `same_as` row shows the result of the row it names."""
   out = {}
   for row in rows:
-    path = os.path.join(root, row.name, "row.json")
+    path = os.path.join(root, row.same_as or row.name, "row.json")
     if os.path.exists(path):
       with open(path) as f:
         result = json.load(f)
@@ -402,8 +403,11 @@ def render_table(suite_name: str, suite: Suite, results: dict[str, dict[str, Any
       cells = [_fmt(r.get(key), spec) for _, key, spec in suite.columns]
       time_cell = f"{r['wall_s'] / 60:.1f} min"
     overrides = "".join(f" `{k}={v}`" for k, v in row.overrides)
+    run = f"`{command(suite_name, row)}`"
+    if row.same_as:
+      time_cell, run = f"the {row.same_as} row", f"{run} (same switches as {row.same_as})"
     lines.append(f"| {row.label} | `{row.config}`{overrides} | {' | '.join(cells)} | "
-                 f"{row.paper or '-'} | {time_cell} | `{command(suite_name, row)}` |")
+                 f"{row.paper or '-'} | {time_cell} | {run} |")
   return "\n".join(lines)
 
 
@@ -491,6 +495,9 @@ def main(argv: Sequence[str]) -> None:
   for row in suite.rows:
     if _ROWS.value and row.name not in _ROWS.value:
       continue
+    if row.same_as:  # identical switches: train (or reuse) the row it names
+      print(f"=== {row.name}: the {row.same_as} row (identical switches)", flush=True)
+      row = next(r for r in suite.rows if r.name == row.same_as)
     print(f"=== {row.name}: {row.label} ({row.config}, {steps} steps)", flush=True)
     result = run_row(row, _WORKDIR.value, steps, _DATA_DIR.value)
     print(f"=== {row.name}: mean EPE {result['mean_epe_mm']:.1f} mm "

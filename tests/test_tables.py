@@ -17,8 +17,10 @@ def test_every_row_config_loads_at_cpu_scale():
     for row in suite.rows:
       config = tables.row_config(row, 7, "/tmp/data")
       assert config.num_steps == 7 and config.data.dataset == "synthetic_hands"
-      # SemiHand's "target supervised" row trains on the shifted domain alone.
-      assert config.data.builder_config in ("quickstart", "shifted_quickstart"), row.name
+      # SemiHand's "target supervised" row trains on the shifted domain alone; the dVAE
+      # synthesis rows on content groups.
+      assert config.data.builder_config in ("quickstart", "shifted_quickstart", "groups_64"), (
+          row.name)
       assert config.data.data_dir == "/tmp/data"
       for dotted, value in row.overrides:
         node = config
@@ -92,7 +94,8 @@ def test_new_suites_hold_every_config():
   assert {"dvae_pose.py:rhd", "dvae_semi.py:0.1", "dvae_semi.py:0.3"} <= dvae
   configs = os.listdir(tables.CONFIG_DIR)
   stergioulas = {f for f in configs if f.startswith("stergioulas_") and f != "stergioulas_common.py"}
-  assert {c.partition(":")[0] for c in dvae} - {"dvae_pose.py", "dvae_semi.py"} == stergioulas
+  dvae_files = {"dvae_pose.py", "dvae_semi.py", "dvae_synthesis.py"}
+  assert {c.partition(":")[0] for c in dvae} - dvae_files == stergioulas
   domain = {r.config for r in tables.SUITES["semihand_dualmod"].rows}
   expected = {f for f in configs if f.startswith(("semihand_", "dualmod_"))
               and not f.endswith("_common.py")}
@@ -101,6 +104,37 @@ def test_new_suites_hold_every_config():
   assert _rows("dvae_multistage")["stergioulas_d3"].paper == "13.88 (RHD, Table 1)"
   assert _rows("dvae_multistage")["stergioulas_t2_linear_pose"].paper == "15.13 (RHD, Table 2)"
   assert _rows("semihand_dualmod")["semihand_full"].paper.startswith("14.60 ")
+
+
+def test_same_as_row_shows_and_reruns_the_row_it_names(tmp_path, monkeypatch):
+  suite = tables.SUITES["dvae_multistage"]
+  rows = _rows("dvae_multistage")
+  twin, source = rows["stergioulas_t2_injection_pose"], rows["stergioulas_b"]
+  assert twin.same_as == source.name
+  # Identical switches, so training it once is the same experiment.
+  a, b = tables.row_config(twin, 20, None), tables.row_config(source, 20, None)
+  assert a.to_dict() == b.to_dict()
+  os.makedirs(tmp_path / source.name)
+  result = {"row": source.name, "steps": 20, "wall_s": 60.0, "mean_epe_mm": 33.0}
+  with open(tmp_path / source.name / "row.json", "w") as f:
+    json.dump(result, f)
+  finished = tables._finished(str(tmp_path), suite.rows, 20)
+  assert finished[twin.name] == finished[source.name] == result
+  line = next(l for l in tables.render_table("dvae_multistage", suite, finished).splitlines()
+              if l.startswith(f"| {twin.label} |"))
+  assert "| 33.0 |" in line and "--rows=stergioulas_b`" in line and "the stergioulas_b row" in line
+  # Asking for the twin trains (here: reuses) the row it names, never a second workdir.
+  trained = []
+  monkeypatch.setattr(tables, "run_row", lambda row, *a: trained.append(row.name) or result)
+  monkeypatch.setattr(tables, "write_suite", lambda *a: None)
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  flags.FLAGS(["tables", "--suite=dvae_multistage", f"--rows={twin.name}", "--steps=20",
+               f"--workdir={tmp_path}"])
+  try:
+    tables.main(["tables"])
+  finally:
+    flags.FLAGS.unparse_flags()
+  assert trained == [source.name] and not os.path.exists(tmp_path / twin.name)
 
 
 def test_domain_rows_use_quickstart_sized_shifted_target():
