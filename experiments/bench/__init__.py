@@ -8,4 +8,4 @@ returning the rows of one table (every row has the same keys; strings or numbers
 uses smaller sizes for a smoke run. Suites time with `timing.time_fn`, never inside tests.
 """
 
-SUITES = ("losses", "data", "models", "train_step", "inference", "scaling")
+SUITES = ("losses", "data", "models", "train_step", "conv_variants", "inference", "scaling")
