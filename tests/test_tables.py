@@ -137,6 +137,23 @@ def test_same_as_row_shows_and_reruns_the_row_it_names(tmp_path, monkeypatch):
   assert trained == [source.name] and not os.path.exists(tmp_path / twin.name)
 
 
+def test_refresh_evaluates_a_finished_row_again_and_keeps_its_time(tmp_path, monkeypatch):
+  row = _rows("dvae_multistage")["dvae_pose"]
+  os.makedirs(tmp_path / row.name)
+  stored = {"row": row.name, "steps": 20, "wall_s": 95.0, "mean_epe_mm": 82.0}
+  with open(tmp_path / row.name / "row.json", "w") as f:
+    json.dump(stored, f)
+  evaluated = []
+  monkeypatch.setattr(tables, "_evaluate", lambda config, workdir: evaluated.append(workdir) or {
+      "mean_epe_mm": 81.5, "dvae_viewpoint_baseline_deg": 60.0})
+  assert tables.run_row(row, str(tmp_path), 20, None) == stored and not evaluated
+  refreshed = tables.run_row(row, str(tmp_path), 20, None, refresh=True)
+  assert evaluated == [str(tmp_path / row.name)]
+  assert refreshed == {**stored, "mean_epe_mm": 81.5, "dvae_viewpoint_baseline_deg": 60.0}
+  with open(tmp_path / row.name / "row.json") as f:
+    assert json.load(f) == refreshed
+
+
 def test_domain_rows_use_quickstart_sized_shifted_target():
   rows = _rows("semihand_dualmod")
   full = tables.row_config(rows["semihand_full"], 9, None)
@@ -187,7 +204,9 @@ def test_new_rows_scale_phases_to_steps_and_keep_their_switches():
       assert config.data.labelled_fraction == overridden.get("data.labelled_fraction",
                                                              paper.data.labelled_fraction)
       assert tuple(config.data.weak_labels) == tuple(paper.data.weak_labels)
-      assert config.data.augment.rotation_deg == 180.0 and config.data.augment.flip_prob == 0.5
+      assert config.data.augment.to_dict() == paper.data.augment.to_dict(), row.name
+      if config.whole_target == "pose3d":  # Sec. 4.4.1's pose-estimation augmentation
+        assert config.data.augment.rotation_deg == 180.0 and config.data.augment.flip_prob == 0.5
     elif config.method == "semihand":
       assert config.semihand.to_dict() | {"pretrain_steps": 0} == (
           paper.semihand.to_dict() | {"pretrain_steps": 0}), row.name
@@ -236,6 +255,17 @@ def test_dvae_factor_metrics_on_hand_computed_errors():
   assert out["dvae_pose3d_epe_mm"] == pytest.approx(5.0, abs=1e-3)
   assert out["dvae_canonical_pose_epe"] == pytest.approx(0.25, abs=1e-5)
   assert out["dvae_viewpoint_deg"] == pytest.approx(15.0, abs=1e-2)
+  # Constant predictions: the mean of the two canonical poses is half their distance from each;
+  # the chordal mean of two identities is the identity (0 degrees).
+  half = 0.5 * np.linalg.norm(canonical[0] - canonical[1], axis=-1).mean()
+  assert out["dvae_canonical_pose_baseline"] == pytest.approx(half, rel=1e-5)
+  assert out["dvae_viewpoint_baseline_deg"] == pytest.approx(0.0, abs=0.1)
+  # Rotations of -40 and +40 degrees about z: the mean rotation is the identity, 40 deg from each.
+  def rz(deg):
+    c, s = np.cos(np.radians(deg)), np.sin(np.radians(deg))
+    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]], np.float32)
+  out = tables.dvae_factor_metrics(pred, {**labels, "viewpoint": np.stack([rz(-40), rz(40)])})
+  assert out["dvae_viewpoint_baseline_deg"] == pytest.approx(40.0, abs=1e-2)
   # Visibility weights the joints: only joint 3 (moved 12 mm more along z: 13 mm) counts.
   visible = np.zeros((2, 21), bool)
   visible[:, 3] = True
