@@ -304,7 +304,10 @@ def _labels(batches: Sequence[dict[str, np.ndarray]], keys: Sequence[str]) -> di
 
 
 def _dvae_extras(restored: Any, batches: Sequence[dict[str, np.ndarray]]) -> dict[str, float]:
-  keys = ("pose3d", "canonical_pose", "viewpoint")
+  from handjax.methods import dvae  # pylint: disable=g-import-not-at-top
+  # The factors this model decodes (a synthesis model predicts pose3d alone).
+  keys = tuple(k for k in ("pose3d", "canonical_pose", "viewpoint")
+               if k in dvae.targets_of(restored.config))
   return dvae_factor_metrics(predict_outputs(restored, batches, keys),
                              _labels(batches, keys + ("visible",)))
 
