@@ -31,7 +31,7 @@ import os
 import re
 import sys
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from absl import app
 from absl import flags
@@ -411,15 +411,23 @@ def run_row(row: Row, root: str, steps: int, data_dir: str | None,
   return result
 
 
-def _finished(root: str, rows: Sequence[Row], steps: int) -> dict[str, dict[str, Any]]:
-  """Finished results by row name; a `same_as` row shows the result of the row it names."""
+def row_steps(row: Row, suite: Suite, override: int | None = None) -> int:
+  """Training steps of ``row``: ``--steps`` if given, else the row's own budget or the suite's."""
+  return override or row.steps or suite.steps
+
+
+def _finished(root: str, rows: Sequence[Row],
+              steps: int | Callable[[Row], int]) -> dict[str, dict[str, Any]]:
+  """Finished results (trained for ``steps``, a number or one per row) by row name; a `same_as`
+  row shows the result of the row it names."""
+  budget = steps if callable(steps) else lambda row: steps
   out = {}
   for row in rows:
     path = os.path.join(root, row.same_as or row.name, "row.json")
     if os.path.exists(path):
       with open(path) as f:
         result = json.load(f)
-      if result.get("steps") == steps:
+      if result.get("steps") == budget(row):
         out[row.name] = result
   return out
 
@@ -439,6 +447,8 @@ def render_table(suite_name: str, suite: Suite, results: dict[str, dict[str, Any
     else:
       cells = [_fmt(r.get(key), spec) for _, key, spec in suite.columns]
       time_cell = f"{r['wall_s'] / 60:.1f} min"
+      if r.get("steps") != suite.steps:
+        time_cell += f" ({r['steps']} steps)"
     overrides = "".join(f" `{k}={v}`" for k, v in row.overrides)
     run = f"`{command(suite_name, row)}`"
     if row.same_as:
@@ -494,11 +504,16 @@ def update_results(path: str, suite_name: str, text: str) -> None:
   os.replace(tmp, path)
 
 
-def write_suite(suite_name: str, suite: Suite, root: str, steps: int, results_path: str) -> None:
-  results = _finished(root, suite.rows, steps)
+def write_suite(suite_name: str, suite: Suite, root: str, override: int | None,
+                results_path: str) -> None:
+  """The suite's RESULTS.md block; ``override``: the ``--steps`` every row was trained for."""
+  results = _finished(root, suite.rows, lambda row: row_steps(row, suite, override))
   figure_dir = os.path.join(os.path.dirname(os.path.abspath(results_path)), "docs", "results")
+  steps = f"{override or suite.steps} steps"
+  if not override and any(row.steps for row in suite.rows):
+    steps += " (a row trained for another budget says so in its time column)"
   parts = [f"## {suite.title}", "",
-           f"CPU scale (`experiments/tables.py`, `cpu_scale`): {steps} steps, batch 32, "
+           f"CPU scale (`experiments/tables.py`, `cpu_scale`): {steps}, batch 32, "
            "seed 0 (the configs' `seed`), `synthetic_hands/quickstart` (64 px, 4000 train / 400 "
            "test), quarter-width networks. EPE in mm, root-relative test split, AUC over 20-50 mm.",
            ""]
@@ -528,19 +543,19 @@ def main(argv: Sequence[str]) -> None:
     for row in suite.rows:
       print(f"{row.name:24s} {row.config:32s} {row.label}")
     return
-  steps = _STEPS.value or suite.steps
   for row in suite.rows:
     if _ROWS.value and row.name not in _ROWS.value:
       continue
     if row.same_as:  # identical switches: train (or reuse) the row it names
       print(f"=== {row.name}: the {row.same_as} row (identical switches)", flush=True)
       row = next(r for r in suite.rows if r.name == row.same_as)
+    steps = row_steps(row, suite, _STEPS.value)
     print(f"=== {row.name}: {row.label} ({row.config}, {steps} steps)", flush=True)
     result = run_row(row, _WORKDIR.value, steps, _DATA_DIR.value, _REFRESH.value)
     print(f"=== {row.name}: mean EPE {result['mean_epe_mm']:.1f} mm "
           f"({result['wall_s'] / 60:.1f} min)", flush=True)
-    write_suite(_SUITE.value, suite, _WORKDIR.value, steps, _RESULTS.value)
-  write_suite(_SUITE.value, suite, _WORKDIR.value, steps, _RESULTS.value)
+    write_suite(_SUITE.value, suite, _WORKDIR.value, _STEPS.value, _RESULTS.value)
+  write_suite(_SUITE.value, suite, _WORKDIR.value, _STEPS.value, _RESULTS.value)
 
 
 if __name__ == "__main__":

@@ -106,6 +106,30 @@ def test_new_suites_hold_every_config():
   assert _rows("semihand_dualmod")["semihand_full"].paper.startswith("14.60 ")
 
 
+def test_rows_with_their_own_budget_are_finished_at_it(tmp_path):
+  suite = tables.SUITES["dvae_multistage"]
+  rows = _rows("dvae_multistage")
+  dvae, ster = rows["dvae_pose"], rows["stergioulas_a"]
+  assert tables.row_steps(dvae, suite) == suite.steps == 1000
+  assert tables.row_steps(ster, suite) == 3000 and tables.row_steps(ster, suite, 7) == 7
+  for row, steps in ((dvae, 1000), (ster, 3000)):
+    os.makedirs(tmp_path / row.name)
+    with open(tmp_path / row.name / "row.json", "w") as f:
+      json.dump({"row": row.name, "steps": steps, "wall_s": 60.0, "mean_epe_mm": 50.0}, f)
+  finished = tables._finished(str(tmp_path), suite.rows, lambda r: tables.row_steps(r, suite))
+  assert set(finished) == {dvae.name, ster.name}
+  assert tables._finished(str(tmp_path), suite.rows, 1000).keys() == {dvae.name}
+  lines = tables.render_table("dvae_multistage", suite, finished).splitlines()
+  assert "| 1.0 min (3000 steps) |" in next(l for l in lines if l.startswith(f"| {ster.label} |"))
+  assert "| 1.0 min |" in next(l for l in lines if l.startswith(f"| {dvae.label} |"))
+  results = str(tmp_path / "RESULTS.md")
+  tables.write_suite("dvae_multistage", suite, str(tmp_path), None, results)
+  text = open(results).read()
+  assert "1000 steps (a row trained for another budget says so" in text
+  not_run = [l for l in text.splitlines() if l.startswith("| ") and "| not run |" in l]
+  assert len(not_run) == len(suite.rows) - 2
+
+
 def test_same_as_row_shows_and_reruns_the_row_it_names(tmp_path, monkeypatch):
   suite = tables.SUITES["dvae_multistage"]
   rows = _rows("dvae_multistage")
@@ -283,7 +307,8 @@ def test_table_shows_a_suites_own_columns():
   text = tables.render_table("semihand_dualmod", suite, {row.name: result})
   header, rule, first = text.splitlines()[:3]
   assert "| target 2D PCK@0.05 |" in header and rule.count("|---") == len(suite.columns) + 5
-  assert "| 30.0 | 25.0 | 0.250 | 0.625 | 50.0 | 23.83 (RHD->STB test, Table 6.1) | 1.0 min |" in first
+  assert ("| 30.0 | 25.0 | 0.250 | 0.625 | 50.0 | 23.83 (RHD->STB test, Table 6.1) | "
+          "1.0 min (3 steps) |") in first  # not the suite's 1000 steps: said so
   dvae = tables.SUITES["dvae_multistage"]
   header = tables.render_table("dvae_multistage", dvae, {}).splitlines()[0]
   assert "viewpoint error (deg)" in header and "CPose EPE" in header
