@@ -138,6 +138,7 @@ def cpu_scale(config: ml_collections.ConfigDict, steps: int) -> ml_collections.C
   paper_steps = int(c.num_steps)
   shifted = str(c.data.get("builder_config") or "").startswith("shifted")
   paper_lr = float(c.optimizer.learning_rate)
+  paper_px = int(c.data.image_size)
   c.num_steps = steps
   c.batch_size = 32
   c.log_every = 100
@@ -179,6 +180,12 @@ def cpu_scale(config: ml_collections.ConfigDict, steps: int) -> ml_collections.C
     m.deconv_base_channels = 64  # image decoders (synthesis rows only)
     m.deconv_channels = (32, 16, 8, 4)
     c.disentangle_steps = scale_length(int(c.disentangle_steps), paper_steps, steps)
+    if c.whole_target == "image":
+      # The image term is a sum over pixels, (64 / paper_px)^2 of the paper's at 64 px: beta and
+      # beta' shrink by that factor to keep the KL / reconstruction balance of Sec. 4.4.1 (beta =
+      # 100 at 64 px collapsed the posterior: KL 0.02 nats, every decoded image the mean image).
+      c.beta = float(c.beta) * (d.image_size / paper_px) ** 2
+      c.embed_beta = float(c.embed_beta) * (d.image_size / paper_px) ** 2
   elif c.method == "multistage":
     # Latent sizes (128 RGB = 64 pose + 64 context) stay: the discriminator splits at them.
     m.decoder_hidden = (128,) * 5

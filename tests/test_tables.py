@@ -231,6 +231,10 @@ def test_new_rows_scale_phases_to_steps_and_keep_their_switches():
       assert config.data.augment.to_dict() == paper.data.augment.to_dict(), row.name
       if config.whole_target == "pose3d":  # Sec. 4.4.1's pose-estimation augmentation
         assert config.data.augment.rotation_deg == 180.0 and config.data.augment.flip_prob == 0.5
+        assert (config.beta, config.embed_beta) == (paper.beta, paper.embed_beta)
+      else:  # image sums at 64 px instead of 256 px: 1/16 of the pixels, 1/16 of the beta
+        assert paper.data.image_size == 256 and paper.beta == 100.0
+        assert config.beta == pytest.approx(6.25) and config.embed_beta == paper.embed_beta / 16
     elif config.method == "semihand":
       assert config.semihand.to_dict() | {"pretrain_steps": 0} == (
           paper.semihand.to_dict() | {"pretrain_steps": 0}), row.name
