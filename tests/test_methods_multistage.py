@@ -265,6 +265,30 @@ def test_alignment_loss_is_eq_5_to_7_by_hand():
   np.testing.assert_allclose(float(loss), cross + 0.25 * uni, rtol=1e-4)
 
 
+def test_alignment_keeps_the_decoder_statistics_of_the_rgb_path():
+  """ID_RGB decodes T_RGB's and T_pose's samples in one step; inference decodes T_RGB only, so its
+  running BatchNorm statistics must be the ones of the T_RGB call, not the T_pose one."""
+  config = tiny_config()
+  method, params, state = build(config)
+  batch = make_batch(5)
+  rng = jax.random.key(7)
+  _, (_, new_state) = phase(method, "align_frozen").loss(params, state, batch, rng, jnp.int32(2))
+  nets, q_pose, _, q_true = _encoders(config, params, state, batch, train=False)
+  k0, k1 = jax.random.split(rng)
+  samples = {"rgb": np_sample(k0, _map(nets, params, state, q_pose, True)),
+             "pose": np_sample(k1, common.apply_module(nets["mapper_pose"], "mapper_pose", params,
+                                                       state, q_true, train=True)[0])}
+  stats = {k: common.apply_module(nets["decoder_rgb"], "decoder_rgb", params, state,
+                                  jnp.asarray(z, jnp.float32), train=True)[1]
+           for k, z in samples.items()}
+  got = new_state["batch_stats"]["decoder_rgb"]
+  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(stats["rgb"])):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+  # The two paths give different statistics, so the check above can tell them apart.
+  assert any(not np.allclose(a, b, rtol=1e-3) for a, b in
+             zip(jax.tree.leaves(stats["rgb"]), jax.tree.leaves(stats["pose"])))
+
+
 def test_refinement_loss_is_eq_17_on_a_hand_built_example():
   r = np.random.default_rng(8)
   target = r.normal(0.0, 1.0, (2, 21, 3))

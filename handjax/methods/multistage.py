@@ -202,10 +202,17 @@ def decoded_rgb_posterior(q_pose: Gaussian, q_ctx: Gaussian, config) -> Gaussian
   return q_pose
 
 
-def _decoder_fn(nets, name, params, model_state, stats_out: dict, *, train: bool):
+def _decoder_fn(nets, name, params, model_state, stats_out: dict, *, train: bool,
+                first_call_stats: bool = False):
+  """z -> {"pose3d": decoder ``name``(z)}, its new BatchNorm statistics put in ``stats_out``.
+
+  ``first_call_stats``: a decoder called several times in one step keeps the statistics of its
+  first call (by default each call overwrites the previous one's).
+  """
   def decode(z):
-    out, stats_out[name] = common.apply_module(nets[name], name, params, model_state, z,
-                                               train=train)
+    out, stats = common.apply_module(nets[name], name, params, model_state, z, train=train)
+    if not (first_call_stats and name in stats_out):
+      stats_out[name] = stats
     return {"pose3d": out}
   return decode
 
@@ -323,7 +330,12 @@ def make_align_loss(config, nets, *, train_encoders: bool) -> method_lib.LossFn:
     t_rgb, t_pose = aligned_posteriors(nets, params, model_state, batch, config, train=True,
                                        train_encoders=train_encoders, stats=stats)
     labelled = _labelled(batch, config)
-    decode = _decoder_fn(nets, DEC_RGB, params, model_state, stats, train=True)
+    # The shared ID_RGB decodes T_RGB's samples first (the L^cross term), then T_pose's (L^uni).
+    # Its running BatchNorm statistics serve inference, which decodes T_RGB only: they follow the
+    # first call. (Kept from the last call they described T_pose's outputs, and a model ending
+    # with alignment was scored with another input distribution's statistics.)
+    decode = _decoder_fn(nets, DEC_RGB, params, model_state, stats, train=True,
+                         first_call_stats=True)
     loss, terms = elbo.variational_alignment_objective(
         rng, t_rgb, t_pose, decode, {"pose3d": _target(batch, config)}, recon, {"pose3d": 1.0},
         float(config.beta_align_cross), float(config.beta_align_uni), float(config.align_w),
