@@ -12,7 +12,9 @@ ResNet-18 encoder, 6 x 512 pose MLPs (Sec. 4.4.1); rotation +-180 deg and flips 
 
 Run time: CPU impractical (days); one GPU: not yet measured.
 Expected result: paper: mean EPE of CPose and 3DPose in Fig. 4.7 (right), given only as a plot;
-here: not yet measured.
+here: not yet measured at paper scale. CPU scale (1000 steps, ~2 min; RESULTS.md, Methods II): 3D
+pose 82.2 mm on synthetic_hands/quickstart (factor errors in RESULTS.md), from
+`python -m experiments.tables --suite=dvae_multistage --rows=dvae_pose`.
 """
 
 import ml_collections

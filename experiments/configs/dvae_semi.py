@@ -12,7 +12,9 @@ reports up to 3.5% lower mean EPE than the supervised baseline.
 
   python -m experiments.train --config=experiments/configs/dvae_semi.py:0.1,weak ...
 
-Run time: CPU impractical; one GPU: not yet measured. Result here: not yet measured.
+Run time: CPU impractical; one GPU: not yet measured. Result here: the CPU-scale rows
+dvae_{semi,weak,only}_{10,30} of `python -m experiments.tables --suite=dvae_multistage`
+(RESULTS.md, Methods II).
 """
 
 import ml_collections

@@ -14,7 +14,9 @@ Synthesis after training: `dvae.synthesize` (pose transfer), `dvae.latent_walk` 
 `dvae.decode_blocks`.
 
 Run time: CPU impractical; one GPU: not yet measured.
-Expected result: qualitative only in the paper (Figs. 4.4-4.6); here: not yet measured.
+Expected result: qualitative only in the paper (Figs. 4.4-4.6); here: CPU-scale rows
+dvae_synthesis_tag / dvae_synthesis_u of `python -m experiments.tables --suite=dvae_multistage` and
+their grids in RESULTS.md (Methods II): the pose block collapsed at that budget.
 """
 
 import ml_collections

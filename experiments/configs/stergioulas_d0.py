@@ -10,7 +10,10 @@ Settings (Sec. 4.2): ResNet-18 RGB encoder, latents 128 (RGB) and 64 (pose), all
 w = 1e-2, r_kcs = 1e-2, r_geo = 1e-6, Adam 1e-4, batch 64, 256 px crops, rotation +-45 deg, flips.
 
 Run time: CPU impractical (days); one GPU: not yet measured.
-Expected result: paper: 14.36 mm mean EPE on RHD; here: not yet measured.
+Expected result: paper: 14.36 mm mean EPE on RHD; here: not yet measured at
+paper scale. CPU scale (3000 steps, ~6 min; RESULTS.md, Methods II): 68.2 mm on
+synthetic_hands/quickstart, from
+  `python -m experiments.tables --suite=dvae_multistage --rows=stergioulas_d0`.
 """
 
 import ml_collections
