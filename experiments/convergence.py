@@ -93,10 +93,12 @@ def predictions_per_step(workdir: str, split: str, num_examples: int
   size = int(config.batch_size)
   batches = [synthesize.take(examples, np.arange(i, min(i + size, len(examples["uv"]))))
              for i in range(0, len(examples["uv"]), size)]
-  uv = []
+  uv, predict = [], None
   for step in steps:
     restored = inference.restore_latest(workdir, jax.devices()[:1], step=step)
-    uv.append(tables.predict_outputs(restored, batches, ("uv",))["uv"])
+    # One compiled predict for every step: the checkpoints differ only in their values.
+    predict = predict or tables.jitted_predict(restored.method, ("uv",))
+    uv.append(tables.predict_outputs(restored, batches, ("uv",), predict)["uv"])
   return steps, np.stack(uv), examples
 
 

@@ -279,22 +279,31 @@ def dvae_factor_metrics(pred: dict[str, np.ndarray], labels: dict[str, np.ndarra
   return out
 
 
+def jitted_predict(method: Any, keys: Sequence[str]) -> Callable[..., dict[str, Any]]:
+  """jit of ``method.predict`` keeping ``keys``: (params, model_state, batch) -> outputs."""
+  import jax  # pylint: disable=g-import-not-at-top
+  keys = tuple(keys)
+
+  @jax.jit
+  def predict(params, model_state, batch):
+    out = method.predict(params, model_state, batch)
+    return {k: out[k] for k in keys}
+
+  return predict
+
+
 def predict_outputs(restored: Any, batches: Sequence[dict[str, np.ndarray]],
-                    keys: Sequence[str]) -> dict[str, np.ndarray]:
+                    keys: Sequence[str],
+                    predict: Callable[..., dict[str, Any]] | None = None) -> dict[str, np.ndarray]:
   """``method.predict``'s ``keys`` over ``batches`` on the restored mesh (one process), as
   `evaluation.predict_split` runs it for ``pose3d`` alone: batches padded to the per-process batch
-  size, padding rows dropped."""
-  import jax  # pylint: disable=g-import-not-at-top
+  size, padding rows dropped. ``predict``: a `jitted_predict` of the same method and keys to reuse
+  (its compiled code serves every checkpoint of one run)."""
   from handjax.train import evaluation  # pylint: disable=g-import-not-at-top
   from handjax.train import sharding as sharding_lib  # pylint: disable=g-import-not-at-top
 
   size = sharding_lib.local_batch_size(restored.config.batch_size, restored.mesh)
-
-  @jax.jit
-  def predict(params, model_state, batch):
-    out = restored.method.predict(params, model_state, batch)
-    return {k: out[k] for k in keys}
-
+  predict = predict or jitted_predict(restored.method, keys)
   collected: dict[str, list[np.ndarray]] = {k: [] for k in keys}
   for batch in batches:
     local = evaluation._pad(dict(batch), size)  # pylint: disable=protected-access
