@@ -33,6 +33,10 @@ class Row:
   group: str = ""
   same_as: str = ""  # another row of the suite with identical switches: its result is shown
   steps: int = 0  # this row's training steps; 0: the suite's
+  # Another row of the suite whose first phase (pre-training) this row shares, switch for switch:
+  # that phase is trained once, from the named row's config, and this row continues from its
+  # checkpoint (`tables.continue_from_trunk`). Only rows whose switches act after that phase.
+  trunk: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -214,8 +218,15 @@ def _semihand_rows() -> list[Row]:
           ("vc", "+ view consistency"), ("cc", "+ cross-modal consistency"),
           ("vc_cc", "+ vc + cc"), ("pseudo", "+ pseudo-labels"),
           ("full", "full: pseudo-labels + vc + cc")]
+  # The adaptation rows differ only in what Eq. 6.1 adds after pre-training (Eq. 6.3): they share
+  # the full row's pre-training. The full row keeps a checkpoint every 50 adaptation steps for the
+  # pseudo-label convergence figure (experiments/convergence.py, Fig. 6.9).
+  adapt = {"vc", "cc", "vc_cc", "pseudo", "full"}
+  keep = (("checkpoint_every", 50), ("keep_checkpoints", 12))
   return [Row(f"semihand_{k}", f"SemiHand {label}", f"semihand_{k}.py",
-              paper=f"{_SEMIHAND_PAPER[k]} (RHD->STB test, Table 6.1)", group="semihand")
+              overrides=keep if k == "full" else (),
+              paper=f"{_SEMIHAND_PAPER[k]} (RHD->STB test, Table 6.1)", group="semihand",
+              trunk="semihand_full" if k in adapt else "")
           for k, label in spec]
 
 
@@ -224,8 +235,12 @@ def _dualmod_rows() -> list[Row]:
           ("no_attention", "w/o attention fusion"), ("no_contrastive", "w/o contrastive loss"),
           ("no_correction", "w/o pose correction"),
           ("no_self_distillation", "w/o self-distillation")]
+  # Correction and self-distillation act in fine-tuning only (Eq. 7.10): those rows share the full
+  # row's pre-training (Eq. 7.7). Attention and the contrastive loss change pre-training itself.
+  shared = {"full", "no_correction", "no_self_distillation"}
   return [Row(f"dualmod_{k}", f"Dual-modality {label}", f"dualmod_{k}.py",
-              paper=_DUALMOD_PAPER.get(k, "-"), group="dualmod")
+              paper=_DUALMOD_PAPER.get(k, "-"), group="dualmod",
+              trunk="dualmod_full" if k in shared else "")
           for k, label in spec]
 
 

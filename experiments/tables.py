@@ -20,6 +20,12 @@ Besides the 3D EPE of `inference.evaluate_workdir`, `extra_metrics` stores per-m
 dVAE's factor errors, and the domain-adaptation rows' 2D PCK@0.05 and 3D EPE on the target test
 split; a suite's `columns` pick what its table shows.
 
+Rows whose switches act only after pre-training (SemiHand adaptation, dual-modality fine-tuning
+ablations) name a `trunk` row: its pre-training is trained once, in `<workdir>/_trunks/<trunk>`,
+and each of them continues from that checkpoint, which is the same run as from scratch
+(parameters, optimiser states and data position are restored; the slow tests compare the two bit
+for bit) and gives every ablation the same pre-trained network.
+
 Each row is reproducible alone: `python -m experiments.tables --suite=<suite> --rows=<name>`.
 """
 
@@ -29,6 +35,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import sys
 import time
 from typing import Any, Callable, Sequence
@@ -393,12 +400,71 @@ def _evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]
   return {k: v for k, v in summary.items() if isinstance(v, (int, float, str))}
 
 
+TRUNKS = "_trunks"  # <root>/_trunks/<row>: first phases shared by several rows (`Row.trunk`)
+
+
+def first_phase_end(config: ml_collections.ConfigDict) -> int:
+  """The step at which ``config``'s first training phase (its pre-training) stops.
+
+  Raises:
+    ValueError: the first phase runs to the end of training, so no later phase continues from it.
+  """
+  from handjax.train import method as method_lib  # pylint: disable=g-import-not-at-top
+  stop = method_lib.get_method(config).phases[0].stop
+  if stop is None or not 0 < stop < int(config.num_steps):
+    raise ValueError(f"{config.method}: the first phase stops at {stop} of {config.num_steps} "
+                     "steps; a row can only share a first phase that a later phase follows")
+  return int(stop)
+
+
+def continue_from_trunk(config: ml_collections.ConfigDict, trunk: Row, root: str, steps: int,
+                        data_dir: str | None, workdir: str) -> float:
+  """Seeds ``workdir`` with the checkpoint that ends ``trunk``'s first phase; returns its time [s].
+
+  The trunk is ``trunk``'s row config trained up to the end of its first phase, once, in
+  ``<root>/_trunks/<trunk.name>`` (a `trunk.json` marks it finished for ``steps``). A row whose
+  switches act only after that phase (``config``) resumes from that checkpoint (parameters,
+  optimiser states, data position) and so is the run it would have been from scratch: the slow
+  test in tests/test_tables.py compares the two.
+  """
+  from handjax.train import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
+  from handjax.train import loop  # pylint: disable=g-import-not-at-top
+  trunk_config = row_config(trunk, steps, data_dir)
+  end = first_phase_end(trunk_config)
+  if first_phase_end(config) != end:
+    raise ValueError(f"Row.trunk={trunk.name!r}: its first phase ends at step {end}, this row's at "
+                     f"{first_phase_end(config)}")
+  trunk_dir = os.path.join(root, TRUNKS, trunk.name)
+  record_path = os.path.join(trunk_dir, "trunk.json")
+  record = {}
+  if os.path.exists(record_path):
+    with open(record_path) as f:
+      record = json.load(f)
+  if (record.get("steps"), record.get("end")) != (steps, end):
+    shutil.rmtree(trunk_dir, ignore_errors=True)  # another budget's trunk, or an unfinished one
+    trunk_config.checkpoint_every = end
+    trunk_config.keep_checkpoints = 1
+    start = time.perf_counter()
+    loop.train_and_evaluate(trunk_config, trunk_dir, stop_at_step=end)
+    record = {"trunk": trunk.name, "steps": steps, "end": end,
+              "wall_s": time.perf_counter() - start}
+    with open(record_path, "w") as f:
+      json.dump(record, f, indent=1)
+  target = os.path.join(workdir, checkpoint_lib.CHECKPOINT_DIR)
+  if not os.path.isdir(target):  # else: a continuation that was interrupted resumes as it is
+    os.makedirs(workdir, exist_ok=True)
+    shutil.copytree(os.path.join(trunk_dir, checkpoint_lib.CHECKPOINT_DIR), target + ".tmp")
+    os.replace(target + ".tmp", target)
+  return float(record["wall_s"])
+
+
 def run_row(row: Row, root: str, steps: int, data_dir: str | None,
-            refresh: bool = False) -> dict[str, Any]:
+            refresh: bool = False, trunk: Row | None = None) -> dict[str, Any]:
   """Trains and evaluates one row unless its workdir holds a finished result for `steps`.
 
   ``refresh``: a finished row is evaluated again from its checkpoint (metrics added since it ran),
-  keeping its training time.
+  keeping its training time. ``trunk``: the row named by ``row.trunk``, whose first phase this row
+  continues from (`continue_from_trunk`); the row's ``wall_s`` then includes the trunk's time.
   """
   from handjax.train import loop  # pylint: disable=g-import-not-at-top
 
@@ -416,10 +482,16 @@ def run_row(row: Row, root: str, steps: int, data_dir: str | None,
   if done is not None:
     result = {**done, **_evaluate(config, workdir)}
   else:
+    trunk_s = 0.0
+    if trunk is not None:
+      trunk_s = continue_from_trunk(config, trunk, root, steps, data_dir, workdir)
     start = time.perf_counter()
     loop.train_and_evaluate(config, workdir)
     evaluated = _evaluate(config, workdir)
-    result = {"row": row.name, "steps": steps, "wall_s": time.perf_counter() - start, **evaluated}
+    result = {"row": row.name, "steps": steps,
+              "wall_s": trunk_s + time.perf_counter() - start, **evaluated}
+    if trunk is not None:
+      result.update(trunk=trunk.name, trunk_wall_s=trunk_s)
   tmp = result_path + ".tmp"
   with open(tmp, "w") as f:
     json.dump(result, f, indent=1)
@@ -465,10 +537,14 @@ def render_table(suite_name: str, suite: Suite, results: dict[str, dict[str, Any
       time_cell = f"{r['wall_s'] / 60:.1f} min"
       if r.get("steps") != suite.steps:
         time_cell += f" ({r['steps']} steps)"
+      if r.get("trunk"):
+        time_cell += f" (incl. {r['trunk_wall_s'] / 60:.1f} min shared pre-training)"
     overrides = "".join(f" `{k}={v}`" for k, v in row.overrides)
     run = f"`{command(suite_name, row)}`"
     if row.same_as:
       time_cell, run = f"the {row.same_as} row", f"{run} (same switches as {row.same_as})"
+    if row.trunk:
+      run += f" (continues {row.trunk}'s pre-training)"
     lines.append(f"| {row.label} | `{row.config}`{overrides} | {' | '.join(cells)} | "
                  f"{row.paper or '-'} | {time_cell} | {run} |")
   return "\n".join(lines)
@@ -567,7 +643,8 @@ def main(argv: Sequence[str]) -> None:
       row = next(r for r in suite.rows if r.name == row.same_as)
     steps = row_steps(row, suite, _STEPS.value)
     print(f"=== {row.name}: {row.label} ({row.config}, {steps} steps)", flush=True)
-    result = run_row(row, _WORKDIR.value, steps, _DATA_DIR.value, _REFRESH.value)
+    trunk = next(r for r in suite.rows if r.name == row.trunk) if row.trunk else None
+    result = run_row(row, _WORKDIR.value, steps, _DATA_DIR.value, _REFRESH.value, trunk)
     print(f"=== {row.name}: mean EPE {result['mean_epe_mm']:.1f} mm "
           f"({result['wall_s'] / 60:.1f} min)", flush=True)
     write_suite(_SUITE.value, suite, _WORKDIR.value, _STEPS.value, _RESULTS.value)

@@ -369,3 +369,72 @@ def test_run_row_end_to_end_on_tiny_data(family, tfds_dir, tmp_path):
     assert 0.0 <= result["target_pck2d_005"] <= 1.0
     # The explicit target-split EPE is the evaluate_workdir one (its eval split is the target).
     assert result["target_mean_epe_mm"] == pytest.approx(result["mean_epe_mm"], rel=1e-5)
+
+
+def _flat(config):
+  out = {}
+  def walk(tree, prefix):
+    for k, v in tree.items():
+      if isinstance(v, dict):
+        walk(v, f"{prefix}{k}.")
+      else:
+        out[f"{prefix}{k}"] = v
+  walk(config.to_dict(), "")
+  return out
+
+
+@pytest.mark.parametrize("suite_name", sorted(tables.SUITES))
+def test_rows_sharing_a_trunk_differ_only_after_it(suite_name):
+  rows = _rows(suite_name)
+  sharing = [r for r in rows.values() if r.trunk]
+  for row in sharing:
+    trunk = rows[row.trunk]
+    assert trunk.trunk == trunk.name  # the trunk row itself continues from its own first phase
+    a, b = tables.row_config(row, 1000, None), tables.row_config(trunk, 1000, None)
+    assert tables.first_phase_end(a) == tables.first_phase_end(b) < 1000
+    section = a.method.replace("dual_modality", "dualmod")
+    changed = {k for k in _flat(a).keys() | _flat(b).keys() if _flat(a).get(k) != _flat(b).get(k)}
+    # Adaptation / fine-tuning switches and checkpoint keeping, nothing the first phase reads.
+    assert all(k.startswith(f"{section}.use_") or k in ("checkpoint_every", "keep_checkpoints")
+               for k in changed), (row.name, changed)
+  if suite_name == "semihand_dualmod":
+    assert {r.name for r in sharing} == {
+        "semihand_vc", "semihand_cc", "semihand_vc_cc", "semihand_pseudo", "semihand_full",
+        "dualmod_full", "dualmod_no_correction", "dualmod_no_self_distillation"}
+
+
+def test_first_phase_end_needs_a_later_phase():
+  rows = _rows("semihand_dualmod")
+  assert tables.first_phase_end(tables.row_config(rows["semihand_vc"], 300, None)) == 200
+  with pytest.raises(ValueError, match="first phase stops at 300 of 300"):
+    tables.first_phase_end(tables.row_config(rows["semihand_source_only"], 300, None))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family,name", [("semihand", "semihand_vc"),
+                                         ("dual_modality", "dualmod_no_correction")])
+def test_a_row_continued_from_its_trunk_is_the_run_from_scratch(family, name, tfds_dir, tmp_path):
+  import jax  # pylint: disable=g-import-not-at-top
+  from handjax.train import inference  # pylint: disable=g-import-not-at-top
+  suite, trunk_name, small = _SMOKE[family]
+  rows = _rows(suite)
+  row = dataclasses.replace(rows[name], overrides=_TINY + small)
+  trunk = dataclasses.replace(rows[trunk_name], overrides=_TINY + small)
+  steps = 6  # the first phase keeps the paper's share: SemiHand 2/3, dual-modality 5/6
+  scratch = tables.run_row(dataclasses.replace(row, trunk=""), str(tmp_path / "a"), steps,
+                           tfds_dir)
+  continued = tables.run_row(row, str(tmp_path / "b"), steps, tfds_dir, False, trunk)
+  assert continued["trunk"] == trunk_name and continued["trunk_wall_s"] > 0
+  with open(tmp_path / "b" / tables.TRUNKS / trunk_name / "trunk.json") as f:
+    assert json.load(f)["end"] == tables.first_phase_end(tables.row_config(row, steps, tfds_dir))
+  a = inference.restore_latest(str(tmp_path / "a" / name)).state
+  b = inference.restore_latest(str(tmp_path / "b" / name)).state
+  assert int(a.step) == int(b.step) == steps
+  jax.tree.map(np.testing.assert_array_equal, (a.params, a.model_state),
+               (b.params, b.model_state))
+  assert continued["mean_epe_mm"] == scratch["mean_epe_mm"]
+  # A second row with the same trunk reuses it: the trunk is not trained again.
+  stamp = os.path.getmtime(tmp_path / "b" / tables.TRUNKS / trunk_name / "trunk.json")
+  tables.run_row(dataclasses.replace(row, name=f"{name}_again"), str(tmp_path / "b"), steps,
+                 tfds_dir, False, trunk)
+  assert os.path.getmtime(tmp_path / "b" / tables.TRUNKS / trunk_name / "trunk.json") == stamp
