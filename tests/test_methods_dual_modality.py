@@ -15,6 +15,7 @@ from handjax.methods import dual_modality as dm
 from handjax.train import method as method_lib
 
 SIZE = 32
+UNIT = 64 / SIZE  # loss units: pixels of a 64 x 64 output map (Sec. 7.4) per map pixel
 BATCH = 4
 
 
@@ -63,8 +64,8 @@ def setup():
 
 
 def _m(out, batch):
-  """Eq. 7.1 from handjax.losses (map == image resolution; uv in loss units = pixels / SIZE)."""
-  pose = pose_25d_distance(out["uv"] / SIZE, out["depth"], batch["uv"] / SIZE,
+  """Eq. 7.1 from handjax.losses (map == image resolution; uv in loss units = pixels * UNIT)."""
+  pose = pose_25d_distance(out["uv"] * UNIT, out["depth"], batch["uv"] * UNIT,
                            batch["pose3d_normalized"][..., 2], 50.0)
   mask = image_losses.mask_l1(jax.nn.sigmoid(out["mask_logits"]), batch["mask"].astype(jnp.float32))
   depth = image_losses.depth_l1(out["depth_map"], batch["depth"])

@@ -17,6 +17,7 @@ from handjax.methods import semihand
 from handjax.train import method as method_lib
 
 SIZE = 32
+UNIT = 64 / SIZE  # loss units: pixels of a 64 x 64 output map (Sec. 6.4) per map pixel
 BATCH = 4
 
 
@@ -69,11 +70,11 @@ def _reference_terms(config, params, state, batch, rng):
   variables = {**params, **state}
   outs = net.apply(variables, batch["image"], train=True, mutable=["batch_stats"])[0]
   labelled = np.asarray(batch["has_pose3d"])
-  # Map == image resolution here (stem_stride 1): loss units are pixels / SIZE.
-  gt_uv, gt_d = batch["uv"] / SIZE, batch["pose3d_normalized"][..., 2]
+  # Map == image resolution here (stem_stride 1): loss units are pixels * 64 / SIZE.
+  gt_uv, gt_d = batch["uv"] * UNIT, batch["pose3d_normalized"][..., 2]
   sup = 0.0
   for o in outs:
-    sup = sup + pose_25d_distance(o["uv"] / SIZE, o["depth"], gt_uv, gt_d, 50.0)
+    sup = sup + pose_25d_distance(o["uv"] * UNIT, o["depth"], gt_uv, gt_d, 50.0)
     sup = sup + 100.0 * image_losses.mask_l1(jax.nn.sigmoid(o["mask_logits"]),
                                              batch["mask"].astype(jnp.float32))
   total = np.mean(np.asarray(sup)[labelled])
@@ -81,14 +82,14 @@ def _reference_terms(config, params, state, batch, rng):
   image_t, _ = consistency.warp_affine(batch["image"], transform)
   out_t = net.apply(variables, image_t, train=True, mutable=["batch_stats"])[0][-1]
   last = outs[-1]
-  t_unit = transform.at[..., 2].divide(SIZE)
-  p = Pose25D(last["uv"] / SIZE, last["depth"])
-  p_t = Pose25D(out_t["uv"] / SIZE, out_t["depth"])
+  t_unit = transform.at[..., 2].multiply(UNIT)
+  p = Pose25D(last["uv"] * UNIT, last["depth"])
+  p_t = Pose25D(out_t["uv"] * UNIT, out_t["depth"])
   s_t = semihand.TEMPLATE_SCALE
 
   def correct(q):
-    uv, d = correction.correct_pose_25d(q.uv * SIZE, q.depth * s_t, batch["K"], 0)
-    return Pose25D(uv / SIZE, d / s_t)
+    uv, d = correction.correct_pose_25d(q.uv / UNIT, q.depth * s_t, batch["K"], 0)
+    return Pose25D(uv * UNIT, d / s_t)
 
   pseudo = jax.tree.map(lambda a, b: 0.5 * (a + b), p, correct(p))
   corrected = correct(pseudo)

@@ -59,7 +59,9 @@ from handjax.losses.contrastive import nt_xent
 from handjax.losses.pose import pose_25d_distance
 from handjax.methods.semihand import TEMPLATE_SCALE
 from handjax.methods.semihand import image_to_map_uv
+from handjax.methods.semihand import loss_to_map_uv
 from handjax.methods.semihand import map_to_image_uv
+from handjax.methods.semihand import map_to_loss_uv
 from handjax.methods.semihand import random_affine
 from handjax.methods.semihand import rescale_affine
 from handjax.models.decoders import DeconvDecoder
@@ -147,7 +149,7 @@ class DualModalityNet(nn.Module):
 
 
 def _pose(out: dict[str, jax.Array], map_size: int) -> Pose25D:
-  return Pose25D(out["uv"] / map_size, out["depth"])
+  return Pose25D(map_to_loss_uv(out["uv"], map_size), out["depth"])
 
 
 def _resize(x: jax.Array, size: int, method: str) -> jax.Array:
@@ -162,7 +164,7 @@ def multimodal_loss(out: dict[str, jax.Array], target: dict[str, jax.Array], map
   """M(y, y_gt) of Eq. 7.1 per example; `target` holds "uv" (map pixels), "depth", "mask"
   (probabilities) and "depth_map" (metres, 0 ignored), at the output resolution."""
   p = _pose(out, map_size)
-  pose = pose_25d_distance(p.uv, p.depth, target["uv"] / map_size, target["depth"],
+  pose = pose_25d_distance(p.uv, p.depth, map_to_loss_uv(target["uv"], map_size), target["depth"],
                            lambda_pose_depth)
   mask = image_losses.mask_l1(jax.nn.sigmoid(out["mask_logits"]), target["mask"])
   depth = image_losses.depth_l1(out["depth_map"], target["depth_map"])
@@ -371,16 +373,17 @@ def make_finetune_loss(config: ml_collections.ConfigDict) -> method_lib.LossFn:
     strong_image, _ = consistency.warp_affine(image, transform)
     strong_rgb, strong_fusion, _ = _rgb_and_fusion(net, variables, strong_image, sd)
     t_map = rescale_affine(transform, map_size / image_size)
-    t_unit = jnp.concatenate([t_map[..., :2], t_map[..., 2:] / map_size], -1)
+    t_unit = jnp.concatenate([t_map[..., :2], map_to_loss_uv(t_map[..., 2:], map_size)], -1)
     weak = [_pose(o, map_size) for o in (weak_rgb, weak_fusion) if o is not None]
     weak = jax.lax.stop_gradient(weak)
     candidates = list(weak)
     if d.use_correction:
       for p in weak:
-        uv = map_to_image_uv(p.uv * map_size, image_size, map_size)
+        uv = map_to_image_uv(loss_to_map_uv(p.uv, map_size), image_size, map_size)
         uv_c, depth_c = correction.correct_pose_25d(uv, p.depth * TEMPLATE_SCALE, batch["K"],
                                                     batch["hand_side"], clamp_angles=True)
-        candidates.append(Pose25D(image_to_map_uv(uv_c, image_size, map_size) / map_size,
+        candidates.append(Pose25D(map_to_loss_uv(image_to_map_uv(uv_c, image_size, map_size),
+                                                 map_size),
                                   depth_c / TEMPLATE_SCALE))
     r, conf = pseudo_label([consistency.affine_pose(c, t_unit) for c in candidates],
                            d.lambda_pose_depth)

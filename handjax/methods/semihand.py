@@ -15,9 +15,10 @@ Rows of a batch with ``has_pose3d`` are labelled (source domain); the other rows
 Two phases on all parameters: ``pretrain`` (L_sup only, steps [0, pretrain_steps)) and ``adapt``
 (the full objective, from pretrain_steps on).
 
-Units: uv enters l divided by the heat-map side (so in [0, 1]; the dissertation does not state its
-normalisation and tau = 1.5 is only meaningful for some unit), depth is the root-relative depth
-divided by the reference-bone length s (Iqbal et al. ECCV 2018), i.e. ``pose3d_normalized[..., 2]``.
+Units: uv enters l in pixels of a 64 x 64 output map (`LOSS_MAP_SIZE`, the dissertation's output
+resolution, whatever the network's map size; it does not state the unit, and this is the one where
+lambda_d = 50 balances the terms), depth is the root-relative depth divided by the reference-bone
+length s (Iqbal et al. ECCV 2018), i.e. ``pose3d_normalized[..., 2]``.
 
 Departure from Algorithm 6.1 (documented for BUILD_NOTES): labels are not stored per round. At every
 step the pseudo-label is computed on the fly from the current model's prediction p' on the batch
@@ -66,6 +67,24 @@ def map_to_image_uv(uv: jax.Array, image_size: int, map_size: int) -> jax.Array:
   """Inverse of `image_to_map_uv`."""
   f = map_size / image_size
   return (uv + 0.5) / f - 0.5
+
+
+# Eq. 6.2 leaves the unit of uv unstated. uv enters it in pixels of the papers' 64 x 64 output maps
+# (Sec. 6.4, 7.4) whatever map size the network runs at: in that unit lambda_d = 50 weighs the two
+# terms alike (on synthetic_hands the per-joint variances of uv sum to ~4700 px^2, of the normalised
+# depth to ~30, x 50 = 1500). With uv / map_size in [0, 1] the uv term was ~1/1300 of the loss, and
+# 1000-step rows never moved it from predicting the mean (BUILD_NOTES, Methods III).
+LOSS_MAP_SIZE = 64
+
+
+def map_to_loss_uv(uv: jax.Array, map_size: int) -> jax.Array:
+  """Heat-map pixels (or a translation in them) -> loss units, pixels of a LOSS_MAP_SIZE map."""
+  return uv * (LOSS_MAP_SIZE / map_size)
+
+
+def loss_to_map_uv(uv: jax.Array, map_size: int) -> jax.Array:
+  """Inverse of `map_to_loss_uv`."""
+  return uv * (map_size / LOSS_MAP_SIZE)
 
 
 def random_affine(rng: jax.Array, batch: int, size: int, max_rotation_deg: float,
@@ -121,15 +140,15 @@ def _resize_mask(mask: jax.Array, size: int) -> jax.Array:
 
 
 def stack_pose(out: dict[str, jax.Array], map_size: int) -> Pose25D:
-  """A stack's 2.5D pose in loss units: uv / map_size, depth / s."""
-  return Pose25D(out["uv"] / map_size, out["depth"])
+  """A stack's 2.5D pose in loss units: uv in `LOSS_MAP_SIZE` pixels, depth / s."""
+  return Pose25D(map_to_loss_uv(out["uv"], map_size), out["depth"])
 
 
 def supervised_terms(outputs: list[dict[str, jax.Array]], batch, map_size: int, lambda_d: float,
                      lambda_w: float) -> tuple[jax.Array, jax.Array]:
   """Per-example Eq. 6.3 summed over stacks: (pose term l(p, p_gt), lambda_w * mask L1)."""
   image_size = batch["image"].shape[1]
-  target_uv = image_to_map_uv(batch["uv"], image_size, map_size) / map_size
+  target_uv = map_to_loss_uv(image_to_map_uv(batch["uv"], image_size, map_size), map_size)
   target_depth = batch["pose3d_normalized"][..., 2]
   target_mask = _resize_mask(batch["mask"], map_size)
   pose = mask = 0.0
@@ -145,9 +164,9 @@ def make_corrector(K: jax.Array, hand_side: jax.Array, image_size: int,
   """P on loss-unit poses: to image pixels and metric depth (template scale), correct, and back."""
 
   def correct(p: Pose25D) -> Pose25D:
-    uv = map_to_image_uv(p.uv * map_size, image_size, map_size)
+    uv = map_to_image_uv(loss_to_map_uv(p.uv, map_size), image_size, map_size)
     uv_c, depth_c = correction.correct_pose_25d(uv, p.depth * TEMPLATE_SCALE, K, hand_side)
-    return Pose25D(image_to_map_uv(uv_c, image_size, map_size) / map_size,
+    return Pose25D(map_to_loss_uv(image_to_map_uv(uv_c, image_size, map_size), map_size),
                    depth_c / TEMPLATE_SCALE)
 
   return correct
@@ -160,7 +179,7 @@ def pseudo_label_terms(pred: Pose25D, pred_t: Pose25D, transform: jax.Array, cor
   Args:
     pred: prediction p = f(x) in loss units.
     pred_t: prediction f(T(x)) on the perturbed view.
-    transform: (B, 2, 3) T in loss units (uv / map_size).
+    transform: (B, 2, 3) T in loss units (`map_to_loss_uv`).
     correct: the registration P on loss-unit poses.
     tau: confidence threshold.
     lambda_d: depth weight of Eq. 6.2.
@@ -224,8 +243,8 @@ def make_loss(config: ml_collections.ConfigDict, adapt: bool) -> method_lib.Loss
       outputs_t, _ = net.apply(variables, image_t, train=True, mutable=["batch_stats"])
       last, last_t = outputs[-1], outputs_t[-1]
       t_map = rescale_affine(transform, map_size / image_size)
-      # Loss units divide uv by map_size: conjugate T by that scaling.
-      t_unit = jnp.concatenate([t_map[..., :2], t_map[..., 2:] / map_size], -1)
+      # Loss units scale map pixels: conjugate T by that scaling.
+      t_unit = jnp.concatenate([t_map[..., :2], map_to_loss_uv(t_map[..., 2:], map_size)], -1)
       pred, pred_t = stack_pose(last, map_size), stack_pose(last_t, map_size)
       if s.use_pseudo_labels:
         correct = make_corrector(batch["K"], batch["hand_side"], image_size, map_size)
