@@ -347,11 +347,35 @@ def _domain_extras(restored: Any, batches: Sequence[dict[str, np.ndarray]]) -> d
       root_joint=evaluation.root_joint(config))
   epe = metrics.mean_epe(metrics.joint_errors(out3d["pred_pose3d"], out3d["pose3d"]),
                          out3d["visible"])
+  out = {"target_mean_epe_mm": 1000.0 * epe,
+         "target_pck2d_005": _pck_2d(restored, batches)}
+  if "target" in config.data:  # the source domain's own test split: how large the domain gap is
+    out["source_pck2d_005"] = _pck_2d(restored, _test_batches(source_data_config(config)))
+  return out
+
+
+def _pck_2d(restored: Any, batches: Sequence[dict[str, np.ndarray]]) -> float:
   uv = predict_outputs(restored, batches, ("uv",))["uv"]
   labels = _labels(batches, ("uv", "visible"))
-  return {"target_mean_epe_mm": 1000.0 * epe,
-          "target_pck2d_005": pck_2d_at(uv, labels["uv"], labels.get("visible"),
-                                        int(config.data.image_size))}
+  return pck_2d_at(uv, labels["uv"], labels.get("visible"), int(restored.config.data.image_size))
+
+
+def source_data_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A domain config reading only its (labelled) source domain: ``data.target`` dropped."""
+  out = ml_collections.ConfigDict(config.to_dict())
+  del out.data["target"]
+  out.data.source = "pipeline"
+  out.data.labelled_fraction = 1.0
+  return out
+
+
+def _test_batches(config: ml_collections.ConfigDict, split: str = "test"
+                  ) -> list[dict[str, np.ndarray]]:
+  import jax  # pylint: disable=g-import-not-at-top
+  from handjax.train import loop  # pylint: disable=g-import-not-at-top
+  factory = loop.resolve_dataset_factory(config)
+  return [dict(b) for b in factory(config, split, process_index=jax.process_index(),
+                                   process_count=jax.process_count(), seed=config.seed)]
 
 
 EXTRAS = {"dvae": _dvae_extras, "semihand": _domain_extras, "dual_modality": _domain_extras}
@@ -376,14 +400,9 @@ def extra_metrics(config: ml_collections.ConfigDict, workdir: str,
   fn = EXTRAS.get(config.method)
   if fn is None:
     return {}
-  import jax  # pylint: disable=g-import-not-at-top
-  from handjax.train import inference, loop  # pylint: disable=g-import-not-at-top
+  from handjax.train import inference  # pylint: disable=g-import-not-at-top
   restored = inference.restore_latest(workdir)
-  eval_config = eval_data_config(restored.config)
-  factory = loop.resolve_dataset_factory(eval_config)
-  batches = [dict(b) for b in factory(eval_config, split, process_index=jax.process_index(),
-                                      process_count=jax.process_count(), seed=eval_config.seed)]
-  return fn(restored, batches)
+  return fn(restored, _test_batches(eval_data_config(restored.config), split))
 
 
 # --- Running --------------------------------------------------------------------------------

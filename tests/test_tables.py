@@ -185,6 +185,9 @@ def test_domain_rows_use_quickstart_sized_shifted_target():
   assert full.data.target.builder_config == "shifted_quickstart" and not full.data.target.labelled
   target_only = tables.row_config(rows["semihand_target_supervised"], 9, None)
   assert target_only.data.builder_config == "shifted_quickstart" and "target" not in target_only.data
+  source = tables.source_data_config(full)  # the source column: the labelled source domain alone
+  assert (source.data.source, source.data.builder_config, source.data.labelled_fraction) == (
+      "pipeline", "quickstart", 1.0) and "target" not in source.data and "target" in full.data
   from handjax.data.builders import synthetic_hands  # pylint: disable=g-import-not-at-top
   cfg = {c.name: c for c in synthetic_hands.SyntheticHands.BUILDER_CONFIGS}["shifted_quickstart"]
   assert (cfg.style, cfg.resolution, cfg.num_train, cfg.num_test) == ("shifted", 64, 4000, 400)
@@ -366,7 +369,7 @@ def test_run_row_end_to_end_on_tiny_data(family, tfds_dir, tmp_path):
   elif family == "dvae_synthesis":
     assert "dvae_pose3d_epe_mm" in result and "dvae_viewpoint_deg" not in result
   elif family in ("semihand", "dual_modality"):
-    assert 0.0 <= result["target_pck2d_005"] <= 1.0
+    assert 0.0 <= result["target_pck2d_005"] <= 1.0 and 0.0 <= result["source_pck2d_005"] <= 1.0
     # The explicit target-split EPE is the evaluate_workdir one (its eval split is the target).
     assert result["target_mean_epe_mm"] == pytest.approx(result["mean_epe_mm"], rel=1e-5)
 
