@@ -6,8 +6,10 @@ import ml_collections
 import numpy as np
 import pytest
 
+from handjax.hand import circles as circles_lib
 from handjax.hand import correction
 from handjax.hand import lifting
+from handjax.hand import skeleton
 from handjax.hand.lifting import Pose25D
 from handjax.losses import consistency
 from handjax.losses import image as image_losses
@@ -271,3 +273,25 @@ def test_mixed_iterator_survives_the_trainers_checkpoint(tmp_path):
   again = next(resumed)
   for k in following:
     np.testing.assert_array_equal(following[k], again[k], err_msg=k)
+
+
+def test_cross_modal_term_stays_bounded_when_the_lifted_root_reaches_the_camera():
+  """A predicted depth step along the reference bone longer than the bone itself (common while the
+  depth is unlearned) leaves Iqbal's quadratic without a real root: Z_root -> 0 and f / Z_root
+  explodes. The circle radii are capped at half the map, so L_cc stays at most the mean of
+  |rendered - mask| (<= 1) plus the largest inside distance."""
+  batch = _batch()
+  uv = batch["uv"]
+  i, j = skeleton.REFERENCE_SCALE_BONE
+  depth = batch["pose3d_normalized"][..., 2]
+  depth = depth.at[:, j].set(depth[:, i] + 1.5)
+  mask_logits = jnp.full((BATCH, SIZE, SIZE, 1), -10.0)  # all background
+  ppu = circles_lib.pixels_per_reference_bone(uv, depth, batch["K"])
+  assert float(jnp.min(ppu)) > 1e3 * SIZE  # the degenerate case is real
+  loss = semihand.cross_modal_term({"uv": uv, "depth": depth, "mask_logits": mask_logits}, batch,
+                                   SIZE)
+  radius = float(jnp.max(circles_lib.circle_model(uv, 0.5 * SIZE).radii))
+  assert np.all(np.isfinite(np.asarray(loss))) and float(jnp.max(loss)) <= 1.0 + radius
+  grad = jax.grad(lambda u: jnp.sum(semihand.cross_modal_term(
+      {"uv": u, "depth": depth, "mask_logits": mask_logits}, batch, SIZE)))(uv)
+  assert np.all(np.isfinite(np.asarray(grad)))

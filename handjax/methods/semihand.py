@@ -200,8 +200,11 @@ def cross_modal_term(out: dict[str, jax.Array], batch, map_size: int) -> jax.Arr
   image_size = batch["image"].shape[1]
   uv_image = map_to_image_uv(out["uv"], image_size, map_size)
   ppu = circles_lib.pixels_per_reference_bone(uv_image, out["depth"], batch["K"])
-  # The radii follow the hand's size but are not a way for the pose to lower the loss.
-  ppu = jax.lax.stop_gradient(ppu) * (map_size / image_size)
+  # The radii follow the hand's size but are not a way for the pose to lower the loss. An
+  # implausible prediction can put the lifted root at the camera (Z_root -> 0, ppu -> f / 1e-6): the
+  # disks then covered the map many times over and L_cc reached 1e5 (session-4 rows). A reference
+  # bone longer than half the map is no visible hand, so the radii stop there.
+  ppu = jnp.minimum(jax.lax.stop_gradient(ppu) * (map_size / image_size), 0.5 * map_size)
   return consistency.cross_modal_consistency(out["uv"], jax.nn.sigmoid(out["mask_logits"]), ppu)
 
 
