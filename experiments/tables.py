@@ -49,15 +49,23 @@ from experiments import table_suites
 from experiments.table_suites import Row  # pylint: disable=unused-import (re-exported)
 from experiments.table_suites import Suite
 
-_SUITE = flags.DEFINE_string("suite", "vae", "Suite of rows to train: one of SUITES.")
-_ROWS = flags.DEFINE_list("rows", [], "Only these rows of the suite (default: all).")
-_WORKDIR = flags.DEFINE_string("workdir", "workdirs/tables", "Parent of one workdir per row.")
-_RESULTS = flags.DEFINE_string("results", "RESULTS.md", "Markdown file to update.")
-_STEPS = flags.DEFINE_integer("steps", None, "Training steps per row (default: the suite's).")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "tfds data_dir (default: tfds' default).")
-_LIST = flags.DEFINE_bool("list", False, "Print the suite's rows and exit.")
-_REFRESH = flags.DEFINE_bool("refresh_metrics", False,
-                             "Evaluate finished rows again (new metrics), keeping their times.")
+
+
+def define_flags() -> None:
+  """The binary's flags, defined only when it runs (or a test calls this), so that importing this
+  module for its helpers (as `experiments.convergence` does) adds no global --workdir."""
+  if "suite" in flags.FLAGS:
+    return
+  flags.DEFINE_string("suite", "vae", "Suite of rows to train: one of SUITES.")
+  flags.DEFINE_list("rows", [], "Only these rows of the suite (default: all).")
+  flags.DEFINE_string("workdir", "workdirs/tables", "Parent of one workdir per row.")
+  flags.DEFINE_string("results", "RESULTS.md", "Markdown file to update.")
+  flags.DEFINE_integer("steps", None, "Training steps per row (default: the suite's).")
+  flags.DEFINE_string("data_dir", None, "tfds data_dir (default: tfds' default).")
+  flags.DEFINE_bool("list", False, "Print the suite's rows and exit.")
+  flags.DEFINE_bool("refresh_metrics", False,
+                    "Evaluate finished rows again (new metrics), keeping their times.")
+
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 
@@ -643,32 +651,34 @@ def write_suite(suite_name: str, suite: Suite, root: str, override: int | None,
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  if _SUITE.value not in SUITES:
-    sys.exit(f"error: --suite={_SUITE.value!r}: expected one of {sorted(SUITES)}")
-  suite = SUITES[_SUITE.value]
+  f = flags.FLAGS
+  if f.suite not in SUITES:
+    sys.exit(f"error: --suite={f.suite!r}: expected one of {sorted(SUITES)}")
+  suite = SUITES[f.suite]
   names = {r.name for r in suite.rows}
-  unknown = sorted(set(_ROWS.value) - names)
+  unknown = sorted(set(f.rows) - names)
   if unknown:
-    sys.exit(f"error: --rows: {unknown} not in suite {_SUITE.value!r}; rows: {sorted(names)}")
-  if _LIST.value:
+    sys.exit(f"error: --rows: {unknown} not in suite {f.suite!r}; rows: {sorted(names)}")
+  if f.list:
     for row in suite.rows:
       print(f"{row.name:24s} {row.config:32s} {row.label}")
     return
   for row in suite.rows:
-    if _ROWS.value and row.name not in _ROWS.value:
+    if f.rows and row.name not in f.rows:
       continue
     if row.same_as:  # identical switches: train (or reuse) the row it names
       print(f"=== {row.name}: the {row.same_as} row (identical switches)", flush=True)
       row = next(r for r in suite.rows if r.name == row.same_as)
-    steps = row_steps(row, suite, _STEPS.value)
+    steps = row_steps(row, suite, f.steps)
     print(f"=== {row.name}: {row.label} ({row.config}, {steps} steps)", flush=True)
     trunk = next(r for r in suite.rows if r.name == row.trunk) if row.trunk else None
-    result = run_row(row, _WORKDIR.value, steps, _DATA_DIR.value, _REFRESH.value, trunk)
+    result = run_row(row, f.workdir, steps, f.data_dir, f.refresh_metrics, trunk)
     print(f"=== {row.name}: mean EPE {result['mean_epe_mm']:.1f} mm "
           f"({result['wall_s'] / 60:.1f} min)", flush=True)
-    write_suite(_SUITE.value, suite, _WORKDIR.value, _STEPS.value, _RESULTS.value)
-  write_suite(_SUITE.value, suite, _WORKDIR.value, _STEPS.value, _RESULTS.value)
+    write_suite(f.suite, suite, f.workdir, f.steps, f.results)
+  write_suite(f.suite, suite, f.workdir, f.steps, f.results)
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

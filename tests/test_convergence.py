@@ -2,6 +2,9 @@
 
 import dataclasses
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -26,6 +29,16 @@ def test_trajectory_stats_on_hand_computed_predictions():
 def test_a_workdir_without_two_checkpoints_is_a_clear_error(tmp_path):
   with pytest.raises(convergence.ConvergenceError, match="keep_checkpoints"):
     convergence.predictions_per_step(str(tmp_path), "test", 8)
+
+
+def test_the_binary_reports_a_bad_workdir_and_its_flags_do_not_clash_with_tables(tmp_path):
+  """As a binary it imports `experiments.tables` for its helpers; both have a --workdir."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  run = subprocess.run([sys.executable, "-m", "experiments.convergence", f"--workdir={tmp_path}"],
+                       cwd=root, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "PYTHONPATH": root})
+  assert run.returncode == 1 and "DuplicateFlagError" not in run.stderr
+  assert run.stderr.strip().splitlines()[-1].startswith("error:") and "keep_checkpoints" in run.stderr
 
 
 @pytest.mark.slow

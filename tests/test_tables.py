@@ -152,6 +152,7 @@ def test_same_as_row_shows_and_reruns_the_row_it_names(tmp_path, monkeypatch):
   monkeypatch.setattr(tables, "run_row", lambda row, *a: trained.append(row.name) or result)
   monkeypatch.setattr(tables, "write_suite", lambda *a: None)
   from absl import flags  # pylint: disable=g-import-not-at-top
+  tables.define_flags()
   flags.FLAGS(["tables", "--suite=dvae_multistage", f"--rows={twin.name}", "--steps=20",
                f"--workdir={tmp_path}"])
   try:
