@@ -311,12 +311,20 @@ def test_table_shows_a_suites_own_columns():
   row = suite.rows[0]
   result = {"row": row.name, "steps": 3, "wall_s": 60.0, "mean_epe_mm": 30.0,
             "target_mean_epe_mm": 30.04, "median_epe_mm": 25.0, "auc_20_50": 0.25,
-            "target_pck2d_005": 0.625, "mean_pose_epe_mm": 50.0}
-  text = tables.render_table("semihand_dualmod", suite, {row.name: result})
+            "target_pck2d_005": 0.625, "source_pck2d_005": 0.5, "mean_pose_epe_mm": 50.0}
+  shared = next(r for r in suite.rows if r.trunk and r.trunk != r.name)
+  continued = {**result, "row": shared.name, "steps": 1000, "wall_s": 300.0, "trunk": shared.trunk,
+               "trunk_wall_s": 180.0}
+  text = tables.render_table("semihand_dualmod", suite,
+                             {row.name: result, shared.name: continued})
   header, rule, first = text.splitlines()[:3]
-  assert "| target 2D PCK@0.05 |" in header and rule.count("|---") == len(suite.columns) + 5
-  assert ("| 30.0 | 25.0 | 0.250 | 0.625 | 50.0 | 23.83 (RHD->STB test, Table 6.1) | "
+  assert "| target 2D PCK@0.05 | source 2D PCK@0.05 |" in header
+  assert rule.count("|---") == len(suite.columns) + 5
+  assert ("| 30.0 | 25.0 | 0.250 | 0.625 | 0.500 | 50.0 | 23.83 (RHD->STB test, Table 6.1) | "
           "1.0 min (3 steps) |") in first  # not the suite's 1000 steps: said so
+  line = next(l for l in text.splitlines() if l.startswith(f"| {shared.label} |"))
+  assert ("| 5.0 min (incl. 3.0 min shared pre-training) |" in line
+          and f"(continues {shared.trunk}'s pre-training)" in line)
   dvae = tables.SUITES["dvae_multistage"]
   header = tables.render_table("dvae_multistage", dvae, {}).splitlines()[0]
   assert "viewpoint error (deg)" in header and "CPose EPE" in header
