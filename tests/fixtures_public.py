@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import struct
+import zlib
 
 import numpy as np
 from PIL import Image
@@ -177,6 +179,24 @@ def truncate(path: str, keep: float = 0.5) -> None:
     data = f.read()
   with open(path, "wb") as f:
     f.write(data[:int(len(data) * keep)])
+
+
+def write_bomb_png(path: str, width: int, height: int) -> int:
+  """A valid black 1-bit grey-scale PNG of width x height, written row by row (a decompression
+  bomb: a 15000 x 15000 one is 28 KB on disk) without allocating its pixels. Returns its bytes."""
+
+  def chunk(tag: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+  row = b"\0" * (1 + (width + 7) // 8)  # filter type 0, then width bits of 0 (black).
+  compressor = zlib.compressobj(9)
+  idat = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+  ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1-bit grey, no interlace.
+  data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with open(path, "wb") as f:
+    f.write(data)
+  return len(data)
 
 
 def prepare(builder_cls, config: str, manual_dir, data_dir):

@@ -243,3 +243,142 @@ def test_pipeline_reads_rhd_by_name(manual_dir, tmp_path):
 def test_index_is_source_position(manual_dir, tmp_path):
   both = fx.prepare(rhd.Rhd, "both_hands", manual_dir, tmp_path).as_data_source()["train"]
   assert [int(both[i]["index"]) for i in range(len(both))] == list(range(6))
+
+
+# --- Files from elsewhere are data, never code ---------------------------------------------------
+
+
+class _WritesMarker:
+  """Pickles as `os.system("touch <marker>")`: plain `pickle.load` would run it."""
+
+  def __init__(self, marker):
+    self.marker = str(marker)
+
+  def __reduce__(self):
+    return os.system, (f"touch '{self.marker}'",)
+
+
+def test_pickle_that_would_run_code_is_refused_and_nothing_runs(tmp_path):
+  root = fx.write_rhd(str(tmp_path / "manual"), num_train=2)
+  path = os.path.join(root, "training", "anno_training.pickle")
+  with open(path, "rb") as f:
+    annos = pickle.load(f)
+  annos[1]["xyz"] = _WritesMarker(tmp_path / "marker")
+  with open(path, "wb") as f:
+    pickle.dump(annos, f)
+  refused = f"{os.system.__module__}.system"  # posix.system on Linux
+  with pytest.raises(_common.DatasetFormatError,
+                     match=rf"anno_training\.pickle: refused to unpickle global {refused} "):
+    fx.prepare(rhd.Rhd, "dominant", tmp_path / "manual", tmp_path / "data")
+  assert not (tmp_path / "marker").exists()
+  assert not fx.is_prepared(rhd.Rhd, "dominant", tmp_path / "data")
+  # Control: the file is hostile - the unrestricted loader runs the command.
+  with open(path, "rb") as f:
+    pickle.load(f)
+  assert (tmp_path / "marker").exists()
+
+
+@pytest.mark.parametrize("payload, refused", [
+    (b"cbuiltins\neval\n(V1\ntR.", "builtins.eval"),  # an allowed module, a refused name
+    (b"c__builtin__\ngetattr\n(I1\nVreal\ntR.", "__builtin__.getattr"),  # Python 2 spelling
+    (b"csubprocess\nPopen\n(Vtrue\ntR.", "subprocess.Popen"),
+    (b"cnumpy\nload\n(Vx\ntR.", "numpy.load"),  # numpy, but not array reconstruction
+])
+def test_read_pickle_refuses_every_other_global(tmp_path, payload, refused):
+  (tmp_path / "p.pickle").write_bytes(payload)
+  with pytest.raises(_common.DatasetFormatError,
+                     match=rf"p\.pickle: refused to unpickle global {refused} "):
+    _common.read_pickle(str(tmp_path / "p.pickle"), "data")
+
+
+def test_read_pickle_codecs_encode_is_latin1_only(tmp_path):
+  (tmp_path / "p.pickle").write_bytes(b"c_codecs\nencode\n(Vab\nVrot13\ntR.")
+  with pytest.raises(_common.DatasetFormatError, match="only latin-1 encoding"):
+    _common.read_pickle(str(tmp_path / "p.pickle"), "data")
+
+
+def _rhd_like():
+  """RHD's structure (specs/datasets.md) plus the other data types pickle writes as globals."""
+  annos = {i: fx.rhd_annotation(i) for i in range(3)}
+  annos[0]["uv_vis"] = annos[0]["uv_vis"].astype(np.float32)
+  annos[1]["extra"] = [np.int64(7), np.float32(0.5), np.bool_(True), 1 + 2j, {1, 2},
+                       frozenset("ab"), b"raw", bytearray(b"ba"), (1, "x"), None,
+                       np.zeros((0, 3), np.int16), np.arange(6, dtype=np.uint8).reshape(2, 3).T]
+  return annos
+
+
+def _assert_same(got, want):
+  assert type(got) is type(want)
+  if isinstance(want, np.ndarray) or isinstance(want, np.generic):
+    assert got.dtype == want.dtype and np.shape(got) == np.shape(want)
+    np.testing.assert_array_equal(got, want)
+  elif isinstance(want, dict):
+    assert list(got) == list(want)
+    for key in want:
+      _assert_same(got[key], want[key])
+  elif isinstance(want, (list, tuple)):
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+      _assert_same(g, w)
+  else:
+    assert got == want
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_rhd_like_pickle_loads_exactly_as_before(tmp_path, protocol):
+  data = pickle.dumps(_rhd_like(), protocol=protocol)
+  (tmp_path / "p.pickle").write_bytes(data)
+  _assert_same(_common.read_pickle(str(tmp_path / "p.pickle"), "data"), pickle.loads(data))
+
+
+def test_numpy1_and_python2_names_load(tmp_path):
+  """NumPy 1.x writes `numpy.core.multiarray`, Python 2 `__builtin__` (protocol 0 text)."""
+  data = pickle.dumps(_rhd_like(), protocol=0)
+  assert b"numpy._core.multiarray" in data and b"c__builtin__\nset" in data
+  (tmp_path / "p.pickle").write_bytes(data.replace(b"numpy._core.", b"numpy.core."))
+  _assert_same(_common.read_pickle(str(tmp_path / "p.pickle"), "data"), pickle.loads(data))
+
+
+def test_oversized_image_is_refused_before_decoding(tmp_path, monkeypatch):
+  from PIL import ImageFile  # pylint: disable=g-import-not-at-top
+
+  def no_decode(self):
+    raise AssertionError(f"decoded {self.size}")
+
+  monkeypatch.setattr(ImageFile.ImageFile, "load", no_decode)
+  fx.write_bomb_png(str(tmp_path / "big.png"), 8000, 6000)  # 48 MP, under Pillow's own limit
+  with pytest.raises(_common.DatasetFormatError,
+                     match=r"'.*big\.png' is 8000x6000 = 48000000 pixels, above the limit of "
+                           r"40000000 .* Expected an RGB PNG\."):
+    _common.read_image(str(tmp_path / "big.png"), "RGB", "an RGB PNG")
+  fx.write_bomb_png(str(tmp_path / "bomb.png"), 15000, 15000)  # Pillow's DecompressionBombError
+  with pytest.raises(_common.DatasetFormatError,
+                     match=r"'.*bomb\.png' is 225000000 pixels, above the limit of 40000000"):
+    _common.read_image(str(tmp_path / "bomb.png"), "L", "a mask")
+
+
+def test_oversized_colour_image_stops_the_build(tmp_path):
+  root = fx.write_rhd(str(tmp_path / "manual"), num_train=1)
+  fx.write_bomb_png(os.path.join(root, "training", "color", "00000.png"), 15000, 15000)
+  with pytest.raises(_common.DatasetFormatError,
+                     match=r"color/00000\.png' is 225000000 pixels, above the limit"):
+    fx.prepare(rhd.Rhd, "dominant", tmp_path / "manual", tmp_path / "data")
+  assert not fx.is_prepared(rhd.Rhd, "dominant", tmp_path / "data")
+
+
+@pytest.mark.parametrize("array, mode, save_as, words", [
+    (np.full((8, 8), 300, np.uint16), "RGB", "png", r"16-bit grey-scale \(PIL mode I;16\)"),
+    (np.full((8, 8), 300, np.uint16), "L", "png", r"16-bit grey-scale \(PIL mode I;16\)"),
+    (np.full((8, 8, 4), 9, np.uint8), "RGB", "tiff", r"CMYK \(print colours\) \(PIL mode CMYK\)"),
+    (np.full((8, 8), 0.5, np.float32), "L", "tiff", r"32-bit float grey-scale \(PIL mode F\)"),
+])
+def test_image_mode_a_builder_cannot_take_is_refused_in_words(tmp_path, array, mode, save_as,
+                                                              words):
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+
+  image = Image.fromarray(array, "CMYK") if array.ndim == 3 else Image.fromarray(array)
+  path = str(tmp_path / f"x.{save_as}")
+  image.save(path)
+  with pytest.raises(_common.DatasetFormatError,
+                     match=rf"x\.{save_as}: {words} image; expected an 8-bit file \(PIL modes "):
+    _common.read_image(path, mode, "an 8-bit file")

@@ -10,7 +10,9 @@ import numpy as np
 from PIL import Image
 import pytest
 
+import fixtures_public as fx
 from experiments.configs import toy as toy_config
+from handjax import image_files
 from handjax.hand import skeleton
 from handjax.train import evaluation
 from handjax.train import images
@@ -132,6 +134,55 @@ def test_load_image_converts_modes(tmp_path):
   np.testing.assert_array_equal(image[..., 0], want)
 
 
+def _forbid_decoding(monkeypatch):
+  from PIL import ImageFile  # pylint: disable=g-import-not-at-top
+
+  def no_decode(self):
+    raise AssertionError(f"decoded {self.size}")
+
+  monkeypatch.setattr(ImageFile.ImageFile, "load", no_decode)
+
+
+def test_load_image_refuses_oversized_without_decoding(tmp_path, monkeypatch):
+  _forbid_decoding(monkeypatch)
+  size = fx.write_bomb_png(str(tmp_path / "bomb.png"), 15000, 15000)
+  assert size < 100_000  # small on disk, 225 MP (675 MB as RGB) decoded
+  with pytest.raises(images.ImageError,
+                     match=r"^Image '.*bomb\.png' is 225000000 pixels, above the limit of "
+                           r"40000000 \(40 MP\); it was not decoded\."):
+    images.load_rgb_image(str(tmp_path / "bomb.png"))
+  # Under Pillow's own limits (89.5 MP warns, 179 MP raises): our header check refuses it.
+  fx.write_bomb_png(str(tmp_path / "big.png"), 8000, 6000)
+  with pytest.raises(images.ImageError,
+                     match=r"'.*big\.png' is 8000x6000 = 48000000 pixels, above the limit"):
+    images.load_rgb_image(str(tmp_path / "big.png"))
+
+
+def test_pixel_limit_boundary():
+  assert image_files.MAX_PIXELS == 40_000_000
+  image_files.check_pixels("ok.png", 8000, 5000)  # exactly the limit passes
+  with pytest.raises(image_files.ImageTooLargeError, match=r"'no\.png' is 8001x5000 = 40005000"):
+    image_files.check_pixels("no.png", 8001, 5000)
+
+
+def test_load_image_converts_cmyk_and_float_in_words(tmp_path):
+  cmyk = np.zeros((16, 16, 4), np.uint8)
+  cmyk[:8, :, 1] = 255  # magenta ink on the top half
+  cmyk[8:, :, 3] = 128  # half black on the bottom half
+  Image.fromarray(cmyk, "CMYK").save(tmp_path / "print.tiff")
+  image, notes = images.load_rgb_image(str(tmp_path / "print.tiff"))
+  # R = (255 - C)(255 - K) / 255 per channel (ink subtracts light), no colour profile.
+  np.testing.assert_array_equal(image[0, 0], [255, 0, 255])
+  np.testing.assert_allclose(image[-1, -1], [127, 127, 127], atol=1)
+  assert notes == ["converted from CMYK (print colours) (PIL mode CMYK) to RGB without a colour "
+                   "profile (colours may be off)"]
+  values = np.linspace(0.0, 2.0, 16 * 16, dtype=np.float32).reshape(16, 16)
+  Image.fromarray(values).save(tmp_path / "float.tiff")
+  image, notes = images.load_rgb_image(str(tmp_path / "float.tiff"))
+  np.testing.assert_array_equal(image[..., 1], np.round(255 * values / 2.0).astype(np.uint8))
+  assert notes[0] == "32-bit float grey-scale (PIL mode F) image rescaled to 8 bits (max -> 255)"
+
+
 def test_centre_crop_resize_and_uv_mapping():
   image = np.zeros((60, 90, 3), np.uint8)
   image[:, 15:75] = 255  # exactly the central 60x60 square is white
@@ -212,6 +263,18 @@ def test_cli_errors_are_one_line_not_tracebacks(trained, tmp_path):
   bad = _run_cli("experiments.predict", f"--workdir={trained}", f"--image={tmp_path / 'bad.jpg'}")
   assert bad.returncode != 0 and "Traceback" not in bad.stderr
   assert "error:" in bad.stderr and "bad.jpg" in bad.stderr
+
+
+def test_predict_refuses_a_decompression_bomb_in_one_line(tmp_path):
+  """The issue's case: a 15000 x 15000 black PNG. The image is checked before the workdir."""
+  fx.write_bomb_png(str(tmp_path / "bomb.png"), 15000, 15000)
+  run = _run_cli("experiments.predict", f"--workdir={tmp_path / 'no_run'}",
+                 f"--image={tmp_path / 'bomb.png'}")
+  assert run.returncode == 1 and "Traceback" not in run.stderr
+  errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+  assert errors == [f"error: Image '{tmp_path / 'bomb.png'}' is 225000000 pixels, above the limit "
+                    "of 40000000 (40 MP); it was not decoded. Downscale it first (a possible "
+                    "decompression bomb otherwise)."]
 
 
 def test_evaluation_protocol_follows_the_dataset_and_procrustes_aligns():

@@ -29,9 +29,9 @@ from typing import Any, Iterator
 
 from etils import epath
 import numpy as np
-from PIL import Image
 import tensorflow_datasets as tfds
 
+from handjax import image_files
 from handjax.hand import skeleton
 
 # Size of the stored visible-surface point cloud; equal to synthetic_hands'
@@ -105,30 +105,117 @@ def manual_dir_of(dl_manager: Any) -> str | None:
 # --- Decoders -------------------------------------------------------------------------------
 
 
+# Modes `read_image` converts to the requested mode (RGB or L); anything else (16/32-bit, float,
+# CMYK, ...) is refused, since the public datasets distribute 8-bit images only and converting
+# would clip or guess colours silently.
+_CONVERTIBLE_MODES = {"RGB": ("RGB", "RGBA", "L", "P"), "L": ("L", "1", "P", "LA", "RGB", "RGBA")}
+
+
 def read_image(path: str, mode: str, expected: str) -> np.ndarray:
   """Decodes an image file fully into a uint8 array of PIL `mode` ("RGB", "L").
 
+  The header is checked first (`handjax.image_files`: at most `MAX_PIXELS` pixels, a mode in
+  `_CONVERTIBLE_MODES[mode]`), so an oversized or unexpected file is refused before decoding.
+
   Raises:
-    DatasetFormatError: missing, truncated or undecodable file.
+    DatasetFormatError: missing, truncated, undecodable, too large or of an unexpected mode.
   """
   require_file(path, expected)
   try:
-    with Image.open(path) as im:
+    with image_files.open_image(path) as im:
+      if im.mode not in _CONVERTIBLE_MODES[mode]:
+        raise DatasetFormatError(
+            f"{path}: {image_files.describe_mode(im.mode)} image; expected {expected} (PIL "
+            f"modes {', '.join(_CONVERTIBLE_MODES[mode])} are read as {mode}, others refused)")
       im.load()  # forces the full decode; a truncated file fails here, not later.
-      if mode == "RGB" and im.mode not in ("RGB", "RGBA", "L", "P"):
-        raise DatasetFormatError(f"{path}: image mode {im.mode}, expected {expected}")
       return np.asarray(im.convert(mode), np.uint8)
+  except image_files.ImageTooLargeError as e:
+    raise DatasetFormatError(f"{e} Expected {expected}.") from None
   except DatasetFormatError:
     raise
   except (OSError, SyntaxError, ValueError) as e:
     raise DatasetFormatError(f"{path}: cannot decode ({e}); expected {expected}") from e
 
 
+def _latin1_encode(text: str, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+  """`_codecs.encode` as pickle protocols 0-2 call it for `bytes` (NumPy's raw array data), and
+  nothing else: only the latin-1 codec those pickles name."""
+  if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
+    raise pickle.UnpicklingError(f"_codecs.encode({type(text).__name__}, {encoding!r}): only "
+                                 "latin-1 encoding of a str is allowed")
+  return text.encode("latin-1", errors)
+
+
+def _numpy_pickle_globals() -> dict[tuple[str, str], Any]:
+  """The functions and classes NumPy's own pickles name, under NumPy 2 and NumPy 1 names.
+
+  Taken from NumPy's `__reduce__` / `__reduce_ex__` (not imported by name), so that a NumPy 1.x
+  or Python 2 pickle (`numpy.core.*`) and a NumPy 2 one (`numpy._core.*`) map to the same objects
+  without importing the deprecated `numpy.core` alias.
+  """
+  objects = [np.ndarray, np.dtype,
+             np.zeros(1).__reduce__()[0],  # _reconstruct(ndarray, shape, dtype) (protocols 0-4)
+             np.zeros(1).__reduce_ex__(5)[0],  # _frombuffer(buffer, dtype, shape, order) (5)
+             np.float64(0).__reduce__()[0]]  # scalar(dtype, bytes)
+  table = {}
+  for obj in objects:
+    module = obj.__module__
+    names = {module, module.replace("numpy._core", "numpy.core"),
+             module.replace("numpy.core", "numpy._core")}
+    table.update({(m, obj.__name__): obj for m in names})
+  return table
+
+
+# Every global an RHD annotation pickle may name (BUILD_NOTES, "Public-dataset builders": how
+# this was checked): NumPy array / scalar / dtype reconstruction, the builtin containers and
+# scalars that pickle cannot write as opcodes, and `_codecs.encode` restricted to latin-1.
+# Protocol 0-2 pickles write `__builtin__` for `builtins` (pickle's fix_imports maps it).
+_SAFE_PICKLE_GLOBALS = {
+    **_numpy_pickle_globals(),
+    **{("builtins", t.__name__): t for t in (set, frozenset, bytes, bytearray, complex)},
+    ("_codecs", "encode"): _latin1_encode,
+}
+_PY2_MODULES = {"__builtin__": "builtins"}
+
+
+class _RefusedGlobal(pickle.UnpicklingError):
+  """A pickle named a global outside _SAFE_PICKLE_GLOBALS (the message is "module.name")."""
+
+
+class _DataUnpickler(pickle.Unpickler):
+  """An Unpickler that resolves only _SAFE_PICKLE_GLOBALS: data, never code.
+
+  Why: `pickle.load` calls whatever global a file names (`posix.system` from a `__reduce__`),
+  so a crafted download would run code while tfds builds. Every call a pickle can make goes
+  through `find_class`; refusing there stops it before anything is called.
+  """
+
+  def find_class(self, module: str, name: str) -> Any:
+    key = (_PY2_MODULES.get(module, module), name)
+    if key not in _SAFE_PICKLE_GLOBALS:
+      raise _RefusedGlobal(f"{module}.{name}")
+    return _SAFE_PICKLE_GLOBALS[key]
+
+
 def read_pickle(path: str, expected: str) -> Any:
+  """Unpickles a data file (RHD annotations) with `_DataUnpickler`.
+
+  `encoding="latin1"` decodes Python 2 `str` objects as NumPy asks for its Python 2 pickles; it
+  changes nothing for a Python 3 pickle.
+
+  Raises:
+    DatasetFormatError: missing or corrupt file, or a global outside _SAFE_PICKLE_GLOBALS (named
+      in the message; nothing it names is called).
+  """
   require_file(path, expected)
   try:
     with open(path, "rb") as f:
-      return pickle.load(f)
+      return _DataUnpickler(f, encoding="latin1").load()
+  except _RefusedGlobal as e:
+    raise DatasetFormatError(
+        f"{path}: refused to unpickle global {e} (only NumPy arrays, builtin containers and "
+        f"scalars are loaded from a data file; a pickle naming other globals can run code); "
+        f"expected {expected}") from None
   except Exception as e:  # pickle raises many types on corrupt input.
     raise DatasetFormatError(f"{path}: cannot unpickle ({e}); expected {expected}") from e
 
