@@ -6,6 +6,7 @@
 - ``dvae``: Yang dissertation ch. 4 (disentangled VAE, Alg. 4.1 / 4.2).
 - ``multistage``: Stergioulas et al. (adversarial disentanglement, variational alignment, kinematic
   refinement with injection decoders).
+- ``regression``: direct RGB -> 3D regression (the deterministic baseline; no latent space).
 - ``semihand``: Yang dissertation ch. 6 (SemiHand: pseudo-labels, view and cross-modal consistency).
 - ``dual_modality``: Yang dissertation ch. 7 (RGB/depth/fusion branches, attention fusion,
   contrastive pre-training, self-distillation).
@@ -16,6 +17,7 @@ from handjax.methods import crossmodal_vae
 from handjax.methods import dual_modality
 from handjax.methods import dvae
 from handjax.methods import multistage
+from handjax.methods import regression
 from handjax.methods import semihand
 
-__all__ = ["aligned_latents", "crossmodal_vae", "dual_modality", "dvae", "multistage", "semihand"]
+__all__ = ["aligned_latents", "crossmodal_vae", "dual_modality", "dvae", "multistage", "regression", "semihand"]

@@ -1,0 +1,174 @@
+"""Direct regression RGB -> 3D: the deterministic baseline next to the latent-space methods.
+
+A ResNet encodes the crop, the pooled features (and Spurr et al.'s handedness flag "H") go through
+an MLP to 21 x 3 numbers, and the loss is the per-example sum of squared errors on the normalised
+pose, the same target and unit as the VAEs' pose reconstruction (Spurr et al. CVPR 2018 Sec. 4.5,
+``handjax.methods.common.pose_target``):
+
+  L = (1 / B) sum_b || y_b - f(x_b) ||^2,  y = (P - P_root) / s,
+
+s the ground-truth middle-finger MCP->PIP bone (scale invariance) or ``pose_unit`` metres. This is
+the cross-modal VAE's RGB->3D pair with the posterior collapsed to its mean (beta = 0, no sampling),
+i.e. what every latent-space paper compares against ("direct regression", Spurr et al. Table 1;
+Yang et al. ICCV 2019 S1 without a variational bottleneck), and the instrument the diagnostics
+suite uses to tell data and capacity limits apart from objective ones.
+
+``predict`` returns the root-relative pose in metres, multiplied by the ground-truth scale as the
+RHD/STB protocol allows (``fallback_scale`` metres for a photo), like the VAEs' predict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from handjax.hand import skeleton
+from handjax.methods import common
+from handjax.models.mlp import MLP
+from handjax.models.resnet import ResNet
+from handjax.train import method as method_lib
+
+NUM_JOINTS = skeleton.NUM_JOINTS
+NETWORK = "regressor"
+
+
+class PoseRegressor(nn.Module):
+  """ResNet features -> [features, extra] -> MLP -> (B, 21, 3).
+
+  Attributes:
+    depth: ResNet depth (18 or 34).
+    width: ResNet channel multiplier.
+    hidden: widths of the hidden ReLU layers of the head (() = one linear layer).
+    stage_sizes: optional blocks per stage (see `ResNet`).
+  """
+
+  depth: int = 18
+  width: float = 1.0
+  hidden: Sequence[int] = ()
+  stage_sizes: tuple[int, int, int, int] | None = None
+
+  @nn.compact
+  def __call__(self, image: jax.Array, train: bool, extra: jax.Array | None = None) -> jax.Array:
+    """image (B, H, W, 3), extra optional (B, E) -> normalised pose (B, 21, 3)."""
+    if image.ndim != 4 or image.shape[-1] != 3:
+      raise ValueError(f"PoseRegressor expects RGB images (B, H, W, 3), got {image.shape}.")
+    h = ResNet(self.depth, self.width, stage_sizes=self.stage_sizes, name="backbone")(image, train)
+    if extra is not None:
+      h = jnp.concatenate([h, extra.astype(h.dtype)], axis=-1)
+    out = MLP(tuple(self.hidden) + (NUM_JOINTS * 3,), name="head")(h)
+    return jnp.reshape(out, (image.shape[0], NUM_JOINTS, 3))
+
+
+def build_network(config: ml_collections.ConfigDict) -> PoseRegressor:
+  m = config.model
+  sizes = tuple(m.get("resnet_stage_sizes", ()) or ()) or None
+  return PoseRegressor(depth=m.resnet_depth, width=m.resnet_width, hidden=tuple(m.head_hidden),
+                       stage_sizes=sizes)
+
+
+def pose_target(batch: common.Batch, config: ml_collections.ConfigDict) -> jax.Array:
+  inv = config.invariances
+  return common.pose_target(batch, root_joint=config.data.root_joint, translation=inv.translation,
+                            scale=inv.scale, pose_unit=config.pose_unit)
+
+
+def _extra(batch: common.Batch, config: ml_collections.ConfigDict) -> jax.Array | None:
+  return common.hand_side_one_hot(batch) if config.invariances.handedness else None
+
+
+def make_loss(network: PoseRegressor, config: ml_collections.ConfigDict) -> method_lib.LossFn:
+  """Mean over the labelled examples of the per-example sum of squares (terms: ``recon/pose3d``).
+
+  Examples without a 3D pose (``has_pose3d`` False, or no scale under scale invariance) are
+  masked out, so the method runs on semi-supervised batches too.
+  """
+
+  def loss_fn(params, model_state, batch, rng, step):
+    del rng, step
+    pred, stats = common.apply_module(network, NETWORK, params, model_state,
+                                      jnp.asarray(batch["image"], jnp.float32), train=True,
+                                      extra=_extra(batch, config))
+    present = common.has(batch, "pose3d")
+    if config.invariances.scale and "has_scale" in batch:
+      present = present & common.has(batch, "scale")
+    weight = present.astype(jnp.float32)
+    target = jnp.where(present[:, None, None], pose_target(batch, config), 0.0)
+    per_example = common.sum_of_squares(pred, target)
+    loss = jnp.sum(weight * per_example) / jnp.maximum(jnp.sum(weight), 1.0)
+    new_state = common.merge_stats(model_state, {NETWORK: stats})
+    return loss, ({"loss": loss, "recon/pose3d": loss}, new_state)
+
+  return loss_fn
+
+
+@method_lib.register_method("regression")
+def regression(config: ml_collections.ConfigDict) -> method_lib.Method:
+  """Builds the direct RGB -> 3D regressor of ``config`` (module docstring)."""
+  network = build_network(config)
+  s = config.data.image_size
+  spec = {"image": jax.ShapeDtypeStruct((s, s, 3), jnp.float32)}
+  if config.invariances.scale:
+    spec["scale"] = jax.ShapeDtypeStruct((), jnp.float32)
+  if config.invariances.handedness:
+    spec["hand_side"] = jax.ShapeDtypeStruct((), jnp.int32)
+
+  def init(rng, batch):
+    image = jnp.asarray(batch["image"], jnp.float32)
+    return common.init_modules(rng, {NETWORK: network}, {NETWORK: (image,)},
+                               {NETWORK: {"extra": _extra(batch, config)}})
+
+  def predict(params, model_state, batch):
+    pred, _ = common.apply_module(network, NETWORK, params, model_state,
+                                  jnp.asarray(batch["image"], jnp.float32), train=False,
+                                  extra=_extra(batch, config))
+    pose = common.pose_from_prediction(pred, batch, root_joint=config.data.root_joint,
+                                       scale=config.invariances.scale, pose_unit=config.pose_unit,
+                                       fallback_scale=config.fallback_scale)
+    return {"pose3d": pose}
+
+  optimizer = common.make_optimizer(config.optimizer, config.num_steps)
+  return method_lib.Method(name="regression", init=init,
+                           phases=method_lib.single_phase(make_loss(network, config), optimizer),
+                           predict=predict, input_spec=spec)
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """Every field the method reads; the CPU-scale recipe is ``experiments/configs/regression.py``."""
+  from handjax.data import pipeline  # pylint: disable=g-import-not-at-top
+
+  c = ml_collections.ConfigDict()
+  c.method = "regression"
+  c.seed = 0
+  c.batch_size = 64
+  c.num_steps = 100_000
+  c.log_every = 100
+  c.checkpoint_every = 5_000
+  c.eval_every = 10_000
+  c.keep_checkpoints = 2
+
+  c.pose_unit = 0.035  # metres; the pose unit when scale invariance is off
+  c.fallback_scale = 0.035  # metres; predict's scale for inputs without batch["scale"] (photos)
+  c.invariances = ml_collections.ConfigDict(
+      {"translation": True, "scale": True, "handedness": True})
+
+  c.model = ml_collections.ConfigDict()
+  c.model.resnet_depth = 18
+  c.model.resnet_width = 1.0
+  c.model.resnet_stage_sizes = ()
+  c.model.head_hidden = ()
+
+  c.optimizer = ml_collections.ConfigDict()
+  c.optimizer.name = "adam"
+  c.optimizer.learning_rate = 1e-4
+  c.optimizer.warmup_steps = 0
+  c.optimizer.decay = "constant"
+  c.optimizer.grad_clip = 0.0
+
+  c.data = pipeline.default_data_config()
+  c.data.image_size = 256
+  c.data.root_joint = skeleton.WRIST
+  return c

@@ -1,0 +1,119 @@
+"""Tests of the direct RGB -> 3D regressor: the loss by hand, masks, predict's inverse, training."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from handjax.methods import common
+from handjax.methods import regression
+from handjax.train import method as method_lib
+from handjax.train import sharding as sharding_lib
+from handjax.train import state as state_lib
+
+B, S = 4, 16
+
+
+def make_batch(seed: int = 0) -> dict[str, np.ndarray]:
+  r = np.random.default_rng(seed)
+  batch = {
+      "image": r.uniform(-0.5, 0.5, (B, S, S, 3)).astype(np.float32),
+      "pose3d": (r.normal(0.0, 0.03, (B, 21, 3)) + [0.05, -0.02, 0.5]).astype(np.float32),
+      "scale": r.uniform(0.02, 0.04, B).astype(np.float32),
+      "hand_side": r.integers(0, 2, B).astype(np.int32),
+      "has_pose3d": np.ones(B, bool),
+      "has_scale": np.ones(B, bool),
+  }
+  return batch
+
+
+def tiny_config(**overrides):
+  c = regression.default_config()
+  c.data.image_size = S
+  c.model.resnet_width = 1 / 16
+  c.model.resnet_stage_sizes = (1, 1, 1, 1)
+  c.model.head_hidden = (16,)
+  c.num_steps = 30
+  c.optimizer.learning_rate = 3e-3
+  c.update(overrides)
+  return c
+
+
+def _network_output(method, params, state, batch, config):
+  """The network's normalised prediction, through the module itself (the reference path)."""
+  net = regression.build_network(config)
+  variables = {"params": params["params"]["regressor"],
+               "batch_stats": state["batch_stats"]["regressor"]}
+  return net.apply(variables, jnp.asarray(batch["image"]), train=True,
+                   extra=jax.nn.one_hot(batch["hand_side"], 2), mutable=["batch_stats"])[0]
+
+
+def test_loss_is_the_hand_computed_l2_and_masks_unlabelled_rows():
+  config = tiny_config()
+  method = method_lib.get_method(config)
+  batch = make_batch()
+  params, state = method.init(jax.random.key(0), batch)
+  pred = np.asarray(_network_output(method, params, state, batch, config))
+  target = batch["pose3d"] - batch["pose3d"][:, :1]  # wrist-relative
+  target = target / batch["scale"][:, None, None]
+  per_example = np.sum((pred - target) ** 2, axis=(1, 2))  # written out, not common.sum_of_squares
+  loss, (terms, new_state) = method.phases[0].loss(params, state, batch, jax.random.key(1), 0)
+  np.testing.assert_allclose(float(loss), per_example.mean(), rtol=1e-5)
+  assert float(terms["recon/pose3d"]) == float(loss)
+  assert not jax.tree.all(jax.tree.map(np.array_equal, new_state["batch_stats"],
+                                       state["batch_stats"]))
+  # Rows without a pose (or its scale) do not count, and their placeholder zeros give no NaN.
+  masked = dict(batch, has_pose3d=np.array([True, False, True, True]),
+                has_scale=np.array([True, True, True, False]))
+  masked["scale"] = masked["scale"] * np.array([1, 1, 1, 0], np.float32)
+  loss_m, _ = method.phases[0].loss(params, state, masked, jax.random.key(1), 0)
+  np.testing.assert_allclose(float(loss_m), per_example[[0, 2]].mean(), rtol=1e-5)
+  none = dict(batch, has_pose3d=np.zeros(B, bool))
+  value, grads = jax.value_and_grad(
+      lambda p: method.phases[0].loss(p, state, none, jax.random.key(1), 0)[0])(params)
+  assert float(value) == 0.0 and float(optax.tree.norm(grads)) == 0.0
+
+
+def test_predict_undoes_the_normalisation_with_the_ground_truth_scale():
+  config = tiny_config()
+  method = method_lib.get_method(config)
+  batch = make_batch(1)
+  params, state = method.init(jax.random.key(0), batch)
+  net = regression.build_network(config)
+  variables = {"params": params["params"]["regressor"],
+               "batch_stats": state["batch_stats"]["regressor"]}
+  raw = np.asarray(net.apply(variables, jnp.asarray(batch["image"]), train=False,
+                             extra=jax.nn.one_hot(batch["hand_side"], 2)))
+  expected = raw * batch["scale"][:, None, None]
+  expected = expected - expected[:, :1]
+  np.testing.assert_allclose(np.asarray(method.predict(params, state, batch)["pose3d"]),
+                             expected, rtol=1e-5, atol=1e-7)
+  # A photo (no scale, no hand side) gets the fallback scale and is taken as a right hand.
+  photo = {"image": batch["image"]}
+  raw_right = np.asarray(net.apply(variables, jnp.asarray(batch["image"]), train=False,
+                                   extra=jnp.tile(jnp.array([[0.0, 1.0]]), (B, 1))))
+  want = raw_right * config.fallback_scale
+  np.testing.assert_allclose(np.asarray(method.predict(params, state, photo)["pose3d"]),
+                             want - want[:, :1], rtol=1e-5, atol=1e-7)
+
+
+def test_a_few_compiled_train_steps_fit_a_fixed_batch():
+  config = tiny_config()
+  method = method_lib.get_method(config)
+  mesh = sharding_lib.make_mesh(jax.devices()[:1])
+  batch = sharding_lib.global_batch(make_batch(2), mesh)
+  state, shardings = state_lib.create_train_state(method, 0, batch, mesh)
+  step = state_lib.make_phase_step(method, 0, shardings, mesh)
+  losses = []
+  for _ in range(30):
+    state, metrics = step(state, batch, True)
+    losses.append(float(metrics["loss"]))
+  assert np.all(np.isfinite(losses))
+  assert losses[-1] < 0.3 * losses[0], losses
+  # The trained prediction is closer to the labels than the mean pose of the batch.
+  pred = np.asarray(method.predict(state.params, state.model_state, jax.device_get(batch))["pose3d"])
+  gt = np.asarray(batch["pose3d"]) - np.asarray(batch["pose3d"])[:, :1]
+  assert np.linalg.norm(pred - gt, axis=-1).mean() < np.linalg.norm(gt - gt.mean(0), axis=-1).mean()
+  assert common.has(make_batch(), "pose3d").all()
