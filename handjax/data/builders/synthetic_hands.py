@@ -73,7 +73,7 @@ def _config(name: str, resolution: int, num_train: int, num_test: int, style: st
 class SyntheticHands(tfds.core.ShardBasedBuilder):
   """Procedural RHD-like hands: RGB, depth, part mask, 3D/2D keypoints, visibility, point cloud."""
 
-  VERSION = tfds.core.Version("1.2.0")
+  VERSION = tfds.core.Version("1.3.0")
   RELEASE_NOTES = {
       "1.0.0": "Initial release.",
       "1.1.0": "Written shard by shard (any split size prepares without TensorFlow); the CPU "
@@ -81,26 +81,43 @@ class SyntheticHands(tfds.core.ShardBasedBuilder):
                "1e-4 of mask pixels).",
       "1.2.0": "`content_id` feature; grouped configs (tiny_groups, groups_64, groups_128). "
                "Other keys as 1.1.0.",
+      "1.3.0": "Scenes as the public datasets' crops show hands (style 'natural': palm or back "
+               "towards the camera, fingers up the image, the hand filling 45-85% of the frame) "
+               "for quickstart, default_*, large_128, groups_* and shifted_*; 1.2.0's scenes "
+               "are the uniform_* configs (same examples as 1.2.0's default_* / quickstart).",
   }
   BUILDER_CONFIGS = [
       _config("tiny", 32, 16, 8, description="32 px, 16/8 examples: tests", batch_size=8,
               examples_per_shard=8),
       _config("tiny_groups", 32, 16, 8, batch_size=8, examples_per_shard=8, group_size=4,
               description="32 px, 16/8 examples in content groups of 4: tests"),
-      _config("groups_64", 64, 4_000, 400, group_size=8,
+      _config("groups_64", 64, 4_000, 400, style="natural", group_size=8,
               description="64 px, 4000/400 examples in content groups of 8 (dVAE tag images)"),
-      _config("groups_128", 128, 20_000, 2_000, group_size=8,
+      _config("groups_128", 128, 20_000, 2_000, style="natural", group_size=8,
               description="128 px, 20000/2000 examples in content groups of 8 (dVAE tag images)"),
-      _config("quickstart", 64, 4_000, 400, description="64 px, 4000/400 examples: a first run"),
-      _config("default_64", 64, 20_000, 2_000),
-      _config("default_128", 128, 20_000, 2_000),
-      _config("default_256", 256, 20_000, 2_000),
-      _config("large_128", 128, 200_000, 5_000),
-      _config("shifted_quickstart", 64, 4_000, 400, style="shifted",
+      _config("quickstart", 64, 4_000, 400, style="natural",
+              description="64 px, 4000/400 examples: a first run"),
+      _config("default_64", 64, 20_000, 2_000, style="natural"),
+      _config("default_128", 128, 20_000, 2_000, style="natural"),
+      _config("default_256", 256, 20_000, 2_000, style="natural"),
+      _config("large_128", 128, 200_000, 5_000, style="natural"),
+      _config("shifted_quickstart", 64, 4_000, 400, style="natural_shifted",
               description="quickstart in the shifted style: the CPU-scale target domain"),
-      _config("shifted_64", 64, 20_000, 2_000, style="shifted"),
-      _config("shifted_128", 128, 20_000, 2_000, style="shifted"),
-      _config("shifted_256", 256, 20_000, 2_000, style="shifted"),
+      _config("shifted_64", 64, 20_000, 2_000, style="natural_shifted"),
+      _config("shifted_128", 128, 20_000, 2_000, style="natural_shifted"),
+      _config("shifted_256", 256, 20_000, 2_000, style="natural_shifted"),
+      # Builder 1.2.0's scenes (any viewpoint, hands 14-43 px across at 64 px): a harder task.
+      _config("uniform_quickstart", 64, 4_000, 400,
+              description="quickstart with 1.2.0's scenes: uniform viewpoints, small hands"),
+      _config("uniform_64", 64, 20_000, 2_000),
+      _config("uniform_128", 128, 20_000, 2_000),
+      _config("uniform_shifted_quickstart", 64, 4_000, 400, style="shifted",
+              description="shifted_quickstart with 1.2.0's scenes"),
+      # The diagnostics suite: quickstart with one factor of the natural scenes undone.
+      *[_config(f"diag_{style}", 64, 4_000, 400, style=style,
+                description=f"quickstart in style {style!r}: the diagnostics suite")
+        for style in ("natural_uniform_view", "natural_any_roll", "natural_small_hand",
+                      "natural_clean")],
   ]
   DEFAULT_CONFIG_NAME = "default_128"
 

@@ -78,11 +78,18 @@ def sample_angles(rand: Draws, p_gesture: float) -> tuple[jax.Array, jax.Array]:
   return jnp.clip(angles, lo, hi), jnp.where(use_gesture, g, -1)
 
 
-def random_rotation(rand: Draws, p_facing: float, facing_cone_deg: float) -> jax.Array:
+def random_rotation(rand: Draws, p_facing: float, facing_cone_deg: float,
+                    upright_sigma_deg: float | None = None) -> jax.Array:
   """Hand-to-camera rotation: uniform on SO(3), or (prob. `p_facing`) palm or back towards camera.
 
   Uniform: a normalised 4D Gaussian quaternion. Facing: the palm normal (local +z) is -z_cam or
-  +z_cam (equal odds) tilted by an angle ~ |N(0, cone)|, with uniform in-plane rotation.
+  +z_cam (equal odds) tilted away from the optical axis by the angle atan(tan(cone) |g|), g a
+  standard 2D normal, so P(tilt <= a) = 1 - exp(-(tan a / tan cone)^2 / 2). The fingers' direction
+  (local +y) is then the in-plane direction `up` made orthogonal to the normal: uniform when
+  `upright_sigma_deg` is None; otherwise up = (sin t, -cos t, 0) with t ~ N(0, sigma), i.e. the
+  fingers point up the image (camera -y) give or take t, as for a hand held up in front of a
+  camera (the wrist and forearm below it). The draws are the same in every case (t is sigma times
+  the first of the three normals `up` is drawn from), so the other parameters keep their values.
   """
   q = rand.normal((4,))
   w, x, y, z = q / jnp.linalg.norm(q)
@@ -96,6 +103,9 @@ def random_rotation(rand: Draws, p_facing: float, facing_cone_deg: float) -> jax
   normal = jnp.array([tilt[0], tilt[1], sign])
   normal = normal / jnp.linalg.norm(normal)
   up = rand.normal((3,))
+  if upright_sigma_deg is not None:
+    t = jnp.deg2rad(upright_sigma_deg) * up[0]
+    up = jnp.stack([jnp.sin(t), -jnp.cos(t), jnp.zeros_like(t)])
   y_axis = up - jnp.dot(up, normal) * normal
   y_axis = y_axis / (jnp.linalg.norm(y_axis) + 1e-9)
   facing = jnp.stack([jnp.cross(y_axis, normal), y_axis, normal], axis=1)
@@ -110,22 +120,31 @@ class Camera(NamedTuple):
 
 def place_hand(rand: Draws, local_joints: jax.Array, resolution: int,
                fov_deg: tuple[float, float], distance: tuple[float, float], p_facing: float,
-               facing_cone_deg: float, p_truncate: float) -> Camera:
+               facing_cone_deg: float, p_truncate: float,
+               upright_sigma_deg: float | None = None,
+               hand_span: tuple[float, float] | None = None) -> Camera:
   """Intrinsics and a pose that puts the hand in view.
 
   The focal length follows a horizontal field of view ~ U(fov_deg); the joint centroid sits at depth
   ~ U(distance) and projects to a pixel drawn so that a sphere around all joints stays inside the
   image, except with probability `p_truncate`, when the centroid may be anywhere in the image
-  (partial truncation).
+  (partial truncation). With `hand_span` = (a, b) the depth is instead chosen so that the sphere's
+  apparent diameter, 2 extent focal / depth, is U(a, b) times the image side (same draw): the hand's
+  size in pixels then follows the resolution, as in the public datasets' crops, where the hand
+  fills the crop whatever its distance. `upright_sigma_deg`: see `random_rotation`.
   """
   fov = jnp.deg2rad(rand.uniform((), fov_deg[0], fov_deg[1]))
   focal = 0.5 * resolution / jnp.tan(0.5 * fov)
   centre_px = 0.5 * (resolution - 1)
   K = jnp.array([[focal, 0.0, centre_px], [0.0, focal, centre_px], [0.0, 0.0, 1.0]])
-  rotation = random_rotation(rand, p_facing, facing_cone_deg)
-  depth = rand.uniform((), distance[0], distance[1])
+  rotation = random_rotation(rand, p_facing, facing_cone_deg, upright_sigma_deg)
   centroid = jnp.mean(local_joints, axis=0)
   extent = jnp.max(jnp.linalg.norm(local_joints - centroid, axis=-1)) + 0.012
+  if hand_span is None:
+    depth = rand.uniform((), distance[0], distance[1])
+  else:
+    span = rand.uniform((), hand_span[0], hand_span[1])
+    depth = 2.0 * extent * focal / (span * resolution)
   margin = focal * extent / jnp.maximum(depth - extent, 0.05)
   truncate = rand.bernoulli(p_truncate)
   margin = jnp.where(truncate, 0.0, jnp.minimum(margin, centre_px))

@@ -57,6 +57,10 @@ class Style:
   distance: tuple[float, float] = (0.25, 0.7)  # Depth of the joint centroid, metres.
   p_facing: float = 0.5  # Palm or back towards the camera (else uniform SO(3)).
   facing_cone_deg: float = 25.0
+  # None: uniform in-plane rotation; sigma: fingers up the image +- N(0, sigma) (`random_rotation`).
+  upright_sigma_deg: float | None = None
+  # None: depth ~ U(distance); (a, b): the hand's bounding sphere spans U(a, b) of the image side.
+  hand_span: tuple[float, float] | None = None
   p_truncate: float = 0.1
   p_gesture: float = 0.7  # Named gesture (else uniform within joint limits).
   p_left: float = 0.5
@@ -86,6 +90,35 @@ STYLES: dict[str, Style] = {
                      bg_brightness=(0.05, 0.7), blur_sigma_px=(0.3, 1.2),
                      noise_sigma=(0.02, 0.05)),
 }
+
+
+
+def natural_view(style: Style, **overrides) -> Style:
+  """`style` seen as the public datasets' crops see hands (BUILD_NOTES.md, "synthetic_hands").
+
+  A hand held up in front of the camera: palm or back towards it (tilt ~ a 40 degree Rayleigh
+  cone), fingers up the image +- N(0, 45 deg), and a hand that fills 45-85% of the image side, so
+  its size in pixels follows the resolution. `overrides` replace any other field (diagnostics).
+  """
+  fields = dict(p_facing=1.0, facing_cone_deg=40.0, upright_sigma_deg=45.0, hand_span=(0.45, 0.85))
+  fields.update(overrides)
+  return dataclasses.replace(style, **fields)
+
+
+STYLES.update({
+    "natural": natural_view(STYLES["default"]),
+    "natural_shifted": natural_view(STYLES["shifted"]),
+    # Diagnostics (`experiments.table_suites`, suite "diagnostics"): one factor of "natural" at a
+    # time back to the "default" (uniform-view) value, or to a simpler scene.
+    "natural_uniform_view": natural_view(STYLES["default"], p_facing=0.5, facing_cone_deg=25.0,
+                                         upright_sigma_deg=None),
+    "natural_any_roll": natural_view(STYLES["default"], upright_sigma_deg=None),
+    "natural_small_hand": natural_view(STYLES["default"], hand_span=None),
+    "natural_clean": natural_view(STYLES["default"], blur_sigma_px=(0.0, 0.0),
+                                  noise_sigma=(0.0, 0.0), bg_saturation=0.0,
+                                  bg_brightness=(0.5, 0.5), ambient=(0.35, 0.35),
+                                  diffuse=(0.8, 0.8), light_tint=0.0),
+})
 
 
 def split_id(split: str) -> int:
@@ -227,7 +260,8 @@ def sample_scene(key: jax.Array, resolution: int, style: Style) -> dict[str, jax
   is_left = rand.bernoulli(style.p_left)
   joints = hand_model.mirror_x(joints, is_left)
   cam = poses.place_hand(rand, joints, resolution, style.fov_deg, style.distance,
-                         style.p_facing, style.facing_cone_deg, style.p_truncate)
+                         style.p_facing, style.facing_cone_deg, style.p_truncate,
+                         style.upright_sigma_deg, style.hand_span)
 
   def to_camera(x):
     return hand_model.mirror_x(x, is_left) @ cam.rotation.T + cam.translation
