@@ -47,6 +47,8 @@ class Suite:
   notes: str = ""
   curves: tuple[tuple[str, str, tuple[str, ...]], ...] = ()  # (figure, title, groups)
   columns: tuple[Column, ...] = DEFAULT_COLUMNS
+  # One figure per row group: test and training EPE against steps (rows with eval_every set).
+  learning_curves: bool = False
 
 
 # --- vae: Spurr et al. CVPR 2018, Yang et al. ICCV 2019 ----------------------------------------
@@ -245,6 +247,62 @@ def _dualmod_rows() -> list[Row]:
           for k, label in spec]
 
 
+# --- diagnostics: what limits accuracy at CPU scale (issue 17) ---------------------------------
+
+# Test and training EPE every 500 steps (`loop`'s eval_train_split): the learning curves.
+_CURVES = (("eval_every", 500), ("eval_train_split", "train[:400]"))
+TRAIN_COLUMNS: tuple[Column, ...] = DEFAULT_COLUMNS + (
+    ("train EPE", "train_mean_epe_mm", ".1f"),
+    ("EPE / baseline", "epe_over_baseline", ".2f"),
+)
+
+
+def _diagnostic_rows() -> list[Row]:
+  """One factor at a time against the direct regressor on the natural quickstart scenes.
+
+  Groups are the learning-curve figures; the first row of each group is its reference (the
+  "natural" row is every group's reference and is drawn in each figure).
+  """
+  reg, vae = "regression.py", "quickstart.py"
+  spec = [
+      # (name, label, config, overrides, group)
+      ("natural", "regressor, natural scenes (builder 1.3.0 quickstart)", reg, (), "scene"),
+      ("uniform_scenes", "builder 1.2.0 scenes (uniform views, small hands), crop clip 50 px",
+       reg, (("data.builder_config", "uniform_quickstart"), ("data.crop_min_side", 50.0)),
+       "scene"),
+      ("uniform_view", "natural, but views as 1.2.0 (half uniform on SO(3))", reg,
+       (("data.builder_config", "diag_natural_uniform_view"),), "scene"),
+      ("small_hand", "natural, but hands as small as 1.2.0's (depth 0.25-0.7 m)", reg,
+       (("data.builder_config", "diag_natural_small_hand"),), "scene"),
+      ("any_roll", "natural, but any in-plane roll", reg,
+       (("data.builder_config", "diag_natural_any_roll"),), "scene"),
+      ("clean", "natural, grey backgrounds, no blur / noise, fixed light", reg,
+       (("data.builder_config", "diag_natural_clean"),), "scene"),
+      ("long", "regressor, 6000 steps", reg, (("num_steps", 6000),), "optimisation"),
+      ("lr_3e-3", "regressor, Adam 3e-3", reg, (("optimizer.learning_rate", 3e-3),),
+       "optimisation"),
+      ("width_0.5", "regressor, half-width ResNet-18", reg, (("model.resnet_width", 0.5),),
+       "capacity"),
+      ("no_augment", "regressor, no augmentation", reg, (("data.augment.enabled", False),),
+       "augmentation"),
+      ("strong_augment", "regressor, rotation 60 deg, scale 0.2, shift 0.1", reg,
+       (("data.augment.rotation_deg", 60.0), ("data.augment.scale", 0.2),
+        ("data.augment.translate", 0.1)), "augmentation"),
+      ("train_1000", "regressor, 1000 training examples", reg,
+       (("data.train_split", "train[:1000]"),), "data size"),
+      ("vae", "cross-modal VAE (quickstart: beta 0.1, latent 32)", vae, (), "vae"),
+      ("vae_warmup", "cross-modal VAE, beta warmed up over 1000 steps", vae,
+       (("beta_warmup_steps", 1000),), "vae"),
+      ("vae_beta_0.01", "cross-modal VAE, beta 0.01", vae, (("beta", 0.01),), "vae"),
+  ]
+  rows = []
+  for name, label, config, overrides, group in spec:
+    steps = dict(overrides).get("num_steps", 0)
+    overrides = tuple((k, v) for k, v in overrides if k != "num_steps") + _CURVES
+    rows.append(Row(f"diag_{name}", label, config, overrides, group=group, steps=steps))
+  return rows
+
+
 def suites() -> dict[str, Suite]:
   return {
       "vae": Suite(
@@ -267,6 +325,17 @@ def suites() -> dict[str, Suite]:
                  "random rotation is off by 126.5 deg on average). Stergioulas stage lengths are scaled to the "
                  "budget in the proportions of `multistage.default_config` (the paper trains "
                  "each stage to convergence). The papers' numbers are on RHD at 256 px.")),
+      "diagnostics": Suite(
+          title="Diagnostics: what limits accuracy at CPU scale",
+          steps=2000,
+          rows=tuple(_diagnostic_rows()),
+          columns=TRAIN_COLUMNS,
+          learning_curves=True,
+          notes=("One factor at a time against the direct regressor (`regression.py`: "
+                 "quarter-width ResNet-18, Adam 1e-3 with cosine decay, batch 32) on the "
+                 "natural quickstart scenes; `diag_*` builder configs undo one property of "
+                 "those scenes. train EPE: the first 400 training examples, unaugmented. "
+                 "Learning curves (test solid, training dashed) per group below.")),
       "semihand_dualmod": Suite(
           title="Methods III: SemiHand (dissertation ch. 6) and the dual-modality network (ch. 7)",
           steps=1000,

@@ -159,6 +159,7 @@ def cpu_scale(config: ml_collections.ConfigDict, steps: int) -> ml_collections.C
   c.log_every = 100
   c.checkpoint_every = steps
   c.eval_every = -1  # run_row evaluates once, with evaluate_workdir, after training
+  c.eval_train_split = ""  # rows with learning curves set it (and eval_every)
   c.keep_checkpoints = 1
   _scale_optimizer(c.optimizer, 1e-3)
   d = c.data
@@ -166,6 +167,9 @@ def cpu_scale(config: ml_collections.ConfigDict, steps: int) -> ml_collections.C
   d.builder_config = "quickstart"
   d.manual_dir = None
   d.image_size = 64
+  # RHD's crop clip [50, 500] px is for 320 px frames; at 64 px the same share of the frame is
+  # 10 px (50 clipped every quickstart crop, so hands filled a third of the network input).
+  d.crop_min_side = 10.0
   d.heatmap_size = 16
   d.heatmap_sigma = 1.0
   d.read_threads = 2
@@ -423,10 +427,31 @@ def command(suite: str, row: Row) -> str:
   return f"python -m experiments.tables --suite={suite} --rows={row.same_as or row.name}"
 
 
+def learning_curve(workdir: str) -> dict[str, list[tuple[int, float]]]:
+  """(step, mean EPE mm) of the row's periodic evaluations: ``test`` and, with
+  ``eval_train_split``, ``train`` (from ``metrics.jsonl``)."""
+  curves: dict[str, list[tuple[int, float]]] = {"test": [], "train": []}
+  path = os.path.join(workdir, "metrics.jsonl")
+  if not os.path.exists(path):
+    return curves
+  with open(path) as f:
+    for line in f:
+      record = json.loads(line)
+      for name, key in (("test", "eval/mean_epe_mm"), ("train", "train_eval/mean_epe_mm")):
+        if key in record:
+          curves[name].append((int(record["step"]), float(record[key])))
+  return curves
+
+
 def _evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   from handjax.train import inference  # pylint: disable=g-import-not-at-top
   summary = inference.evaluate_workdir(workdir, "test", num_skeletons=8)
   summary.update(extra_metrics(config, workdir))
+  train = learning_curve(workdir)["train"]
+  if train:
+    summary["train_mean_epe_mm"] = train[-1][1]
+  if summary.get("mean_pose_epe_mm"):
+    summary["epe_over_baseline"] = summary["mean_epe_mm"] / summary["mean_pose_epe_mm"]
   return {k: v for k, v in summary.items() if isinstance(v, (int, float, str))}
 
 
@@ -612,6 +637,35 @@ def plot_curves(path: str, title: str, groups: Sequence[str], suite: Suite,
   return plotted
 
 
+def plot_learning_curves(path: str, title: str, rows: Sequence[Row], root: str) -> bool:
+  """Test (solid) and training (dashed) mean EPE against steps, one colour per row."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+  fig, ax = plt.subplots(figsize=(6.0, 4.0), dpi=100)
+  plotted = False
+  for i, row in enumerate(rows):
+    curves = learning_curve(os.path.join(root, row.name))
+    if not curves["test"]:
+      continue
+    colour = f"C{i % 10}"
+    ax.plot(*zip(*curves["test"]), color=colour, marker="o", ms=3, label=row.label)
+    if curves["train"]:
+      ax.plot(*zip(*curves["train"]), color=colour, ls="--", marker=".", ms=3)
+    plotted = True
+  if plotted:
+    ax.set_xlabel("training step")
+    ax.set_ylabel("mean EPE (mm): test solid, train dashed")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6.5)
+    fig.tight_layout()
+    fig.savefig(path)
+  plt.close(fig)
+  return plotted
+
+
 def update_results(path: str, suite_name: str, text: str) -> None:
   """Replaces the suite's block (between its markers) in `path`, or appends it."""
   begin, end = f"<!-- tables:{suite_name}:begin -->", f"<!-- tables:{suite_name}:end -->"
@@ -649,6 +703,18 @@ def write_suite(suite_name: str, suite: Suite, root: str, override: int | None,
     if plot_curves(figure, title, groups, suite, results):
       rel = os.path.relpath(figure, os.path.dirname(os.path.abspath(results_path)))
       parts += ["", f"![{title}]({rel})"]
+  if suite.learning_curves:
+    groups = list(dict.fromkeys(row.group for row in suite.rows))
+    reference = suite.rows[0]
+    for group in groups:
+      rows = [row for row in suite.rows if row.group == group]
+      if reference not in rows:
+        rows.insert(0, reference)
+      os.makedirs(figure_dir, exist_ok=True)
+      figure = os.path.join(figure_dir, f"{suite_name}_{group.replace(' ', '_')}.png")
+      if plot_learning_curves(figure, f"{suite.title.split(':')[0]}: {group}", rows, root):
+        rel = os.path.relpath(figure, os.path.dirname(os.path.abspath(results_path)))
+        parts += ["", f"![{group}]({rel})"]
   update_results(results_path, suite_name, "\n".join(parts))
 
 

@@ -180,6 +180,21 @@ def _extra(batch: common.Batch, config: ml_collections.ConfigDict) -> jax.Array 
   return common.hand_side_one_hot(batch) if config.invariances.handedness else None
 
 
+def kl_weight(config: ml_collections.ConfigDict, step: jax.Array | int) -> jax.Array:
+  """beta at ``step``: ``config.beta``, ramped linearly from 0 over ``beta_warmup_steps`` if > 0.
+
+  KL warm-up (Bowman et al. 2016; Sonderby et al. 2016) is not in Spurr et al.: with beta fixed
+  from step 0 a short run first pulls every posterior to the prior and predicts the mean pose
+  for hundreds of steps (the quickstart's plateau, BUILD_NOTES.md); ramping beta lets the
+  reconstruction shape the latent first.
+  """
+  beta = float(config.beta)
+  warmup = int(config.get("beta_warmup_steps", 0))
+  if warmup <= 0:
+    return jnp.float32(beta)
+  return jnp.float32(beta) * jnp.minimum(1.0, jnp.asarray(step, jnp.float32) / warmup)
+
+
 def make_pair_loss(encoder: str, decoder: str, enc: nn.Module, dec: nn.Module,
                    config: ml_collections.ConfigDict) -> method_lib.LossFn:
   """The negative cross-modal ELBO of one pair (Spurr et al. CVPR 2018 Eq. 5, Alg. 1 lines 6-11).
@@ -188,10 +203,9 @@ def make_pair_loss(encoder: str, decoder: str, enc: nn.Module, dec: nn.Module,
   input and the target).
   """
   weight = float(config.weights.get(decoder, 1.0))
-  beta = float(config.beta)
 
   def loss_fn(params, model_state, batch, rng, step):
-    del step
+    beta = kl_weight(config, step)
     x = modality_value(encoder, batch, config)
     posterior, enc_stats = common.apply_module(enc, encoder_name(encoder), params, model_state, x,
                                                train=True, extra=_extra(batch, config))
@@ -286,6 +300,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.pairs = ""  # e.g. "image>pose3d,image>image"; overrides `variant` when set
   c.latent_dim = 64
   c.beta = 1.0  # Alg. 1: MSE + KL
+  c.beta_warmup_steps = 0  # 0: beta from step 0 (Alg. 1); N: beta ramps from 0 over N steps
   c.pose_unit = 0.035  # metres; the pose unit when scale invariance is off
   c.depth_unit = 0.035  # metres
   c.fallback_scale = 0.035  # metres; predict's scale for inputs without batch["scale"] (photos)

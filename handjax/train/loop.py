@@ -4,7 +4,8 @@
 Config fields it reads (see ``experiments/configs/toy.py``): ``method``, ``seed``, ``batch_size``
 (global), ``num_steps``, ``optimizer`` (used by methods through ``make_optimizer``),
 ``log_every``, ``checkpoint_every``, ``eval_every`` (0 = only at the end, -1 = never),
-``keep_checkpoints``,
+``eval_train_split`` (optional, e.g. ``"train[:400]"``: also evaluated, unaugmented, at every eval,
+as ``train_eval/*`` scalars: the training half of a learning curve), ``keep_checkpoints``,
 ``data`` (``data.source`` picks the dataset factory).
 
 Determinism: the step RNG is ``fold_in(base, step)``, the data iterator position is checkpointed
@@ -223,6 +224,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       if run_eval:
         summary = run_evaluation(method, state, config, factory, mesh)
         _write_eval(summary, step, workdir, writer)
+        if config.get("eval_train_split", ""):  # learning curves: the same on training examples
+          train_summary = run_evaluation(method, state, config, factory, mesh,
+                                         split=config.eval_train_split)
+          writer.write_scalars(step, {f"train_{k}": v for k, v in
+                                      evaluation.scalar_summary(train_summary).items()})
     flush()
   finally:
     ckpt.close()
