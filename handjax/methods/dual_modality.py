@@ -33,8 +33,10 @@ Choices where the text is silent or that depart from it (for BUILD_NOTES):
   map to run on). Without self-distillation the fusion branch is not run on real data and r uses
   the RGB branch only.
 * Self-distillation: y_F is the teacher (stop-gradient), y_RGB the student.
-* uv enters l divided by the output side; depth is root-relative / reference-bone length; the
-  depth map is in metres (0 = background, ignored) and the DM input is the raw metric depth map.
+* uv enters l in pixels of a 64 x 64 output map (`semihand.LOSS_MAP_SIZE`, the dissertation's
+  output resolution, whatever `map_size` the decoder runs at; `map_to_loss_uv`), as in SemiHand;
+  depth is root-relative / reference-bone length; the depth map is in metres (0 = background,
+  ignored) and the DM input is the raw metric depth map.
 * The decoder, its BatchNorm statistics included, is shared by the three branches (Fig. 7.2).
 * ``attention=False`` (Table 7.2 ablation "w/o attention"): no attention anywhere; the fusion
   branch is the RGB kernels with their own BatchNorm plus stop(DM pooled features).
