@@ -100,15 +100,22 @@ def _reference_terms(config, params, state, batch, rng):
   l_pp = np.asarray(pseudo_labels.pose_distance(p, pseudo))
   l_rp = np.asarray(pseudo_labels.pose_distance(corrected, p))
   unsup = keep * l_pp + l_rp
-  vc = consistency.view_consistency(p_t, jax.nn.sigmoid(out_t["mask_logits"]), p,
-                                    jax.nn.sigmoid(last["mask_logits"]), t_unit)
+  # Eq. 6.10 term by term: uv moves in loss units (t_unit), the mask at its own map size, which
+  # is the image size here (`transform`).
+  moved = consistency.affine_pose(p, t_unit)
+  warped, valid = consistency.warp_affine(jax.nn.sigmoid(last["mask_logits"]), transform)
+  mask_l1 = (np.sum(valid * np.abs(jax.nn.sigmoid(out_t["mask_logits"]) - warped), (1, 2, 3))
+             / np.maximum(np.sum(valid, (1, 2, 3)), 1))
+  vc = pose_25d_distance(p_t.uv, p_t.depth, moved.uv, moved.depth, 50.0) + mask_l1
+  vc_mask = np.mean(mask_l1[~labelled])
   K = batch["K"]
   ppu = lifting.root_depth_from_scale(last["uv"], last["depth"], K)
   cc = consistency.cross_modal_consistency(last["uv"], jax.nn.sigmoid(last["mask_logits"]),
                                            K[:, 0, 0] / ppu)
   u = ~labelled
   return {"total": total, "unsup_rows": unsup[u], "keep": keep[u], "l_pp": l_pp[u],
-          "vc": np.mean(np.asarray(vc)[u]), "cc": np.mean(np.asarray(cc)[u]), "conf": conf}
+          "vc": np.mean(np.asarray(vc)[u]), "vc_mask": vc_mask, "cc": np.mean(np.asarray(cc)[u]),
+          "conf": conf}
 
 
 def test_adapt_loss_is_composition_of_loss_terms(setup):
@@ -119,6 +126,7 @@ def test_adapt_loss_is_composition_of_loss_terms(setup):
   np.testing.assert_allclose(metrics["sup_pose"] + metrics["sup_mask"], ref["total"], rtol=1e-5)
   np.testing.assert_allclose(metrics["unsup"], np.mean(ref["unsup_rows"]), rtol=1e-4)
   np.testing.assert_allclose(metrics["vc"], ref["vc"], rtol=1e-4)
+  np.testing.assert_allclose(metrics["vc_mask"], ref["vc_mask"], rtol=1e-4)
   np.testing.assert_allclose(metrics["cc"], ref["cc"], rtol=1e-4)
   expected = ref["total"] + np.mean(ref["unsup_rows"]) + 0.1 * (ref["vc"] + ref["cc"])
   np.testing.assert_allclose(loss, expected, rtol=1e-4)

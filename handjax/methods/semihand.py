@@ -246,7 +246,8 @@ def make_loss(config: ml_collections.ConfigDict, adapt: bool) -> method_lib.Loss
       outputs_t, _ = net.apply(variables, image_t, train=True, mutable=["batch_stats"])
       last, last_t = outputs[-1], outputs_t[-1]
       t_map = rescale_affine(transform, map_size / image_size)
-      # Loss units scale map pixels: conjugate T by that scaling.
+      # Loss units scale map pixels: conjugate T by that scaling. uv is compared in loss units
+      # (t_unit), the masks at the network's map size (t_map).
       t_unit = jnp.concatenate([t_map[..., :2], map_to_loss_uv(t_map[..., 2:], map_size)], -1)
       pred, pred_t = stack_pose(last, map_size), stack_pose(last_t, map_size)
       if s.use_pseudo_labels:
@@ -256,10 +257,13 @@ def make_loss(config: ml_collections.ConfigDict, adapt: bool) -> method_lib.Loss
         metrics.update(unsup=_row_mean(unsup, unlabelled), confidence=_row_mean(conf, unlabelled),
                        kept_fraction=_row_mean(kept.astype(jnp.float32), unlabelled))
       if s.use_vc:
-        vc = consistency.view_consistency(pred_t, jax.nn.sigmoid(last_t["mask_logits"]), pred,
-                                          jax.nn.sigmoid(last["mask_logits"]), t_unit, s.lambda_d)
+        vc_pose, vc_mask = consistency.view_consistency(
+            pred_t, jax.nn.sigmoid(last_t["mask_logits"]), pred,
+            jax.nn.sigmoid(last["mask_logits"]), t_unit, s.lambda_d, mask_transform=t_map,
+            return_terms=True)
+        vc = vc_pose + vc_mask
         total = total + s.lambda_c * _row_mean(vc, unlabelled)
-        metrics["vc"] = _row_mean(vc, unlabelled)
+        metrics.update(vc=_row_mean(vc, unlabelled), vc_mask=_row_mean(vc_mask, unlabelled))
       if s.use_cc:
         cc = cross_modal_term(last, batch, map_size)
         total = total + s.lambda_c * _row_mean(cc, unlabelled)
