@@ -212,8 +212,12 @@ def test_discriminator_loss_is_eq_1_by_hand():
   method, params, state = build(config)
   batch = make_batch(3)
   rng = jax.random.key(5)
-  loss, _ = phase(method, "discriminator").loss(params, state, batch, rng, jnp.int32(0))
-  nets, q_pose, _, q_true = _encoders(config, params, state, batch, train=False)
+  loss, (_, new_state) = phase(method, "discriminator").loss(params, state, batch, rng,
+                                                             jnp.int32(0))
+  # The encoders run as in the generator step (batch statistics, issue 20 finding 3), so Dis sees
+  # the latent distribution the generator produces; the step keeps the running statistics.
+  nets, q_pose, _, q_true = _encoders(config, params, state, batch, train=True)
+  assert jax.tree.all(jax.tree.map(np.array_equal, new_state, state))
   k0, k1 = jax.random.split(rng)
   dis = lambda z: np.asarray(nets["discriminator"].apply(
       {"params": params["params"]["discriminator"]}, jnp.asarray(z, jnp.float32)))

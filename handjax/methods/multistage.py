@@ -229,7 +229,10 @@ def make_discriminator_loss(config, nets) -> method_lib.LossFn:
   """Eq. 1: L_Dis = 1/2 BCE(Dis(z_pose^RGB), 0) + 1/2 BCE(Dis(z_pose^true), 1).
 
   Samples as in the generator phase (rng split 0: z_pose^RGB, split 1: z_pose^true), under
-  stop_gradient, encoders in eval mode (the discriminator step changes no other variable). Each
+  stop_gradient. The encoders run in train mode, as in the generator step, so Dis learns the
+  latent distribution the generator is pushed to change (with running statistics it saw another
+  one early in training); their BatchNorm statistics update is discarded (the discriminator step
+  changes no other variable, and the generator step updates the statistics once per step). Each
   half is a mean over its own examples (the real half over the labelled ones), which equals the
   batch mean of `adversarial.discriminator_loss` when every example is labelled.
   """
@@ -237,8 +240,8 @@ def make_discriminator_loss(config, nets) -> method_lib.LossFn:
   def loss_fn(params, model_state, batch, rng, step):
     del step
     rng_cross, rng_uni = jax.random.split(rng)
-    q_pose, _, _ = encode_rgb(nets, params, model_state, batch, config, train=False)
-    q_true, _ = encode_pose(nets, params, model_state, batch, config, train=False)
+    q_pose, _, _ = encode_rgb(nets, params, model_state, batch, config, train=True)
+    q_true, _ = encode_pose(nets, params, model_state, batch, config, train=True)
     z_fake = jax.lax.stop_gradient(sample(rng_cross, q_pose))
     z_real = jax.lax.stop_gradient(sample(rng_uni, q_true))
     fake = elbo.masked_mean(adversarial.bce_with_logits(_discriminate(nets, params, z_fake), 0.0))
