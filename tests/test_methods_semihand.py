@@ -80,7 +80,7 @@ def _reference_terms(config, params, state, batch, rng):
     sup = sup + 100.0 * image_losses.mask_l1(jax.nn.sigmoid(o["mask_logits"]),
                                              batch["mask"].astype(jnp.float32))
   total = np.mean(np.asarray(sup)[labelled])
-  transform = semihand.random_affine(rng, BATCH, SIZE, s.rotation_deg, s.translate, s.scale)
+  transform = semihand.perturbation_affine(rng, BATCH, SIZE, 5.0, 2.0, True)
   image_t, _ = consistency.warp_affine(batch["image"], transform)
   out_t = net.apply(variables, image_t, train=True, mutable=["batch_stats"])[0][-1]
   last = outs[-1]
@@ -303,3 +303,27 @@ def test_cross_modal_term_stays_bounded_when_the_lifted_root_reaches_the_camera(
   grad = jax.grad(lambda u: jnp.sum(semihand.cross_modal_term(
       {"uv": u, "depth": depth, "mask_logits": mask_logits}, batch, SIZE)))(uv)
   assert np.all(np.isfinite(np.asarray(grad)))
+
+
+def test_perturbations_are_those_of_sec_6_3_4():
+  """Unlabelled rows are perturbed by a translation of +-5 px (64-px input), or a rotation of
+  +-2 degrees, or of 90 / 180 / 270 degrees; no scaling (issue 20, finding 4)."""
+  size, n = 128, 4000
+  t = np.asarray(semihand.perturbation(jax.random.key(0), n, size,
+                                       semihand.default_semihand_config()), np.float64)
+  linear, shift = t[..., :2], t[..., 2]
+  np.testing.assert_allclose(np.linalg.det(linear), 1.0, atol=1e-5)  # rotations only
+  angle = np.rad2deg(np.arctan2(linear[:, 1, 0], linear[:, 0, 0]))
+  centre = np.full(2, (size - 1) / 2)
+  moved = np.einsum("bij,j->bi", linear, centre) + shift - centre  # translation of the centre
+  translation = np.abs(angle) < 1e-4
+  small = ~translation & (np.abs(angle) <= 2.0 + 1e-4)
+  right = (np.abs(angle / 90.0 - np.round(angle / 90.0)) < 1e-5) & (np.abs(angle) > 45.0)
+  assert np.all(translation | small | right)
+  assert np.max(np.abs(moved[translation])) <= 5.0 * size / 64 + 1e-4  # 10 px at 128 px
+  assert np.max(np.abs(moved[~translation])) < 1e-3  # rotations about the centre
+  np.testing.assert_allclose([translation.mean(), small.mean(), right.mean()], [0.5, 0.25, 0.25],
+                             atol=0.03)
+  quarter = np.round(angle[right] / 90.0) % 4
+  np.testing.assert_allclose(np.bincount(quarter.astype(int), minlength=4)[1:] / right.sum(),
+                             1 / 3, atol=0.04)
