@@ -107,14 +107,15 @@ def _reference_terms(config, params, state, batch, rng):
   mask_l1 = (np.sum(valid * np.abs(jax.nn.sigmoid(out_t["mask_logits"]) - warped), (1, 2, 3))
              / np.maximum(np.sum(valid, (1, 2, 3)), 1))
   vc = pose_25d_distance(p_t.uv, p_t.depth, moved.uv, moved.depth, 50.0) + mask_l1
-  vc_mask = np.mean(mask_l1[~labelled])
+  # Sec. 6.3.3: the consistency terms act on X_L and X_U, i.e. every row (issue 20, finding 5).
+  vc_mask = np.mean(mask_l1)
   K = batch["K"]
   ppu = lifting.root_depth_from_scale(last["uv"], last["depth"], K)
   cc = consistency.cross_modal_consistency(last["uv"], jax.nn.sigmoid(last["mask_logits"]),
                                            K[:, 0, 0] / ppu)
   u = ~labelled
   return {"total": total, "unsup_rows": unsup[u], "keep": keep[u], "l_pp": l_pp[u],
-          "vc": np.mean(np.asarray(vc)[u]), "vc_mask": vc_mask, "cc": np.mean(np.asarray(cc)[u]),
+          "vc": np.mean(np.asarray(vc)), "vc_mask": vc_mask, "cc": np.mean(np.asarray(cc)),
           "conf": conf}
 
 
@@ -327,3 +328,21 @@ def test_perturbations_are_those_of_sec_6_3_4():
   quarter = np.round(angle[right] / 90.0) % 4
   np.testing.assert_allclose(np.bincount(quarter.astype(int), minlength=4)[1:] / right.sum(),
                              1 / 3, atol=0.04)
+
+
+def test_consistency_terms_can_be_limited_to_unlabelled_rows(setup):
+  """consistency_on_labelled=False restores the unlabelled-only reading: vc and cc then average
+  over the two unlabelled rows only."""
+  config, _, batch, params, state = setup
+  rng = jax.random.key(7)
+  both = method_lib.get_method(_config(use_pseudo_labels=False))
+  only = method_lib.get_method(_config(use_pseudo_labels=False, consistency_on_labelled=False))
+  m_both = both.phases[0].loss(params, state, batch, rng, jnp.int32(0))[1][0]
+  m_only = only.phases[0].loss(params, state, batch, rng, jnp.int32(0))[1][0]
+  # Same rows, same draws: the unlabelled-only mean of vc, from the all-row mean and a labelled-
+  # only run (flags swapped) of the same batch.
+  swapped = dict(batch, has_pose3d=~batch["has_pose3d"])
+  m_swap = only.phases[0].loss(params, state, swapped, rng, jnp.int32(0))[1][0]
+  for k in ("vc", "cc"):
+    np.testing.assert_allclose(0.5 * (m_only[k] + m_swap[k]), m_both[k], rtol=1e-4)
+  assert not np.isclose(float(m_only["vc"]), float(m_both["vc"]))

@@ -4,13 +4,14 @@ A two-stack hourglass (`models.Hourglass`) predicts a 2.5D pose p = (uv, d) and 
 Rows of a batch with ``has_pose3d`` are labelled (source domain); the other rows are unlabelled
 (target domain). The objective (Eq. 6.1) is
 
-    L = L_sup(labelled) + L_unsup(unlabelled) + lambda_c (L_vc + L_cc)(unlabelled),
+    L = L_sup(labelled) + L_unsup(unlabelled) + lambda_c (L_vc + L_cc)(all rows),
 
 * L_sup (Eq. 6.3) = l(p, p_gt) + lambda_w ||w - w_gt||_1 on every stack (intermediate supervision),
   l the 2.5D distance of Eq. 6.2 (lambda_d = 50), lambda_w = 100;
 * L_unsup (Eq. 6.6) = 1(C(p_hat) <= tau) l(p, p_hat) + l(r, p) with r = P(p_hat) the correction
   (`hand.correction.correct_pose_25d`), C the confidence of Eq. 6.8, tau = 1.5;
-* L_vc (Eq. 6.10) and L_cc (Eq. 6.11-6.14) from `losses.consistency`, lambda_c = 0.1.
+* L_vc (Eq. 6.10) and L_cc (Eq. 6.11-6.14) from `losses.consistency`, lambda_c = 0.1, on X_L and
+  X_U ("for both X_L and X_U", Sec. 6.3.3; ``consistency_on_labelled=False``: X_U only).
 
 Two phases on all parameters: ``pretrain`` (L_sup only, steps [0, pretrain_steps)) and ``adapt``
 (the full objective, from pretrain_steps on).
@@ -280,6 +281,8 @@ def make_loss(config: ml_collections.ConfigDict, adapt: bool) -> method_lib.Loss
     total = sup
     if adapt:
       unlabelled = ~labelled
+      # Sec. 6.3.3: "for both X_L and X_U" (Eq. 6.1's L_cons(X_L, X_U)): every row.
+      cons_rows = jnp.ones_like(labelled) if s.consistency_on_labelled else unlabelled
       image_size = batch["image"].shape[1]
       transform = perturbation(rng, batch["image"].shape[0], image_size, s)
       image_t, _ = consistency.warp_affine(batch["image"], transform)
@@ -302,12 +305,12 @@ def make_loss(config: ml_collections.ConfigDict, adapt: bool) -> method_lib.Loss
             jax.nn.sigmoid(last["mask_logits"]), t_unit, s.lambda_d, mask_transform=t_map,
             return_terms=True)
         vc = vc_pose + vc_mask
-        total = total + s.lambda_c * _row_mean(vc, unlabelled)
-        metrics.update(vc=_row_mean(vc, unlabelled), vc_mask=_row_mean(vc_mask, unlabelled))
+        total = total + s.lambda_c * _row_mean(vc, cons_rows)
+        metrics.update(vc=_row_mean(vc, cons_rows), vc_mask=_row_mean(vc_mask, cons_rows))
       if s.use_cc:
         cc = cross_modal_term(last, batch, map_size)
-        total = total + s.lambda_c * _row_mean(cc, unlabelled)
-        metrics["cc"] = _row_mean(cc, unlabelled)
+        total = total + s.lambda_c * _row_mean(cc, cons_rows)
+        metrics["cc"] = _row_mean(cc, cons_rows)
     metrics["loss"] = total
     return total, (metrics, dict(updates))
 
@@ -349,6 +352,8 @@ def default_semihand_config() -> ml_collections.ConfigDict:
   c.use_pseudo_labels = True
   c.use_vc = True
   c.use_cc = True
+  # L_cons on labelled and unlabelled rows (Sec. 6.3.3); False: unlabelled rows only.
+  c.consistency_on_labelled = True
   # Perturbation T of the unlabelled rows (Sec. 6.3.4, `perturbation_affine`): a translation of
   # +-5 px (of a 64-px input), or a rotation of +-2 degrees, or of 90 / 180 / 270 degrees.
   c.perturb_translate_px = 5.0
