@@ -182,3 +182,20 @@ def test_view_consistency_jit_vmap(rng):
   b = jax.vmap(consistency.view_consistency)(other, mask, pred, mask, A)
   np.testing.assert_allclose(a, b, rtol=1e-5)
   assert a.shape == (3,)
+
+
+def test_view_consistency_warps_the_mask_with_its_own_transform():
+  """uv in 64-px units with the mask at 32 px: consistent predictions cost 0 only when the mask is
+  warped with T in mask pixels (SemiHand at stem_stride 2; issue 20, finding 1)."""
+  rng = np.random.default_rng(4)
+  t_map = jnp.asarray([[[0.9, -0.2, 3.0], [0.2, 0.9, -2.0]]], jnp.float32)  # mask (32-px) pixels
+  t_unit = t_map.at[..., 2].multiply(2.0)  # the same map on uv in 64-px units
+  mask = jnp.asarray(rng.uniform(size=(1, 32, 32, 1)), jnp.float32)
+  mask_t, _ = consistency.warp_affine(mask, t_map)
+  pose = Pose25D(jnp.asarray(rng.uniform(10, 50, (1, 21, 2)), jnp.float32),
+                 jnp.asarray(rng.normal(size=(1, 21)), jnp.float32))
+  pose_t = consistency.affine_pose(pose, t_unit)
+  loss = consistency.view_consistency(pose_t, mask_t, pose, mask, t_unit, mask_transform=t_map)
+  np.testing.assert_allclose(loss, 0.0, atol=1e-5)
+  # Warping the mask with the uv transform instead leaves a mask term.
+  assert float(consistency.view_consistency(pose_t, mask_t, pose, mask, t_unit)[0]) > 0.05

@@ -171,7 +171,10 @@ def test_factor_pair_loss_is_the_y1_elbo_by_hand():
   pred, _ = common.apply_module(nets["decoder_pose3d"], "decoder_pose3d", params, state,
                                 jnp.asarray(z), train=True)
   target = dvae.modality_value("pose3d", batch, config)
-  expected = 0.01 * np.mean(sse(pred, target)) + 2.0 * np.mean(np_kl(q))
+  # The synthesis models' pose term is in mm^2 (issue 20, finding 7): (1000 x 0.035)^2 = 1225 x
+  # the sum of squares in 35-mm units.
+  assert config.pose_recon_unit == "millimetres"
+  expected = 0.01 * 1225.0 * np.mean(sse(pred, target)) + 2.0 * np.mean(np_kl(q))
   np.testing.assert_allclose(float(loss), expected, rtol=1e-4)
 
 

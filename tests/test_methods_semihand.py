@@ -80,7 +80,7 @@ def _reference_terms(config, params, state, batch, rng):
     sup = sup + 100.0 * image_losses.mask_l1(jax.nn.sigmoid(o["mask_logits"]),
                                              batch["mask"].astype(jnp.float32))
   total = np.mean(np.asarray(sup)[labelled])
-  transform = semihand.random_affine(rng, BATCH, SIZE, s.rotation_deg, s.translate, s.scale)
+  transform = semihand.perturbation_affine(rng, BATCH, SIZE, 5.0, 2.0, True)
   image_t, _ = consistency.warp_affine(batch["image"], transform)
   out_t = net.apply(variables, image_t, train=True, mutable=["batch_stats"])[0][-1]
   last = outs[-1]
@@ -100,15 +100,23 @@ def _reference_terms(config, params, state, batch, rng):
   l_pp = np.asarray(pseudo_labels.pose_distance(p, pseudo))
   l_rp = np.asarray(pseudo_labels.pose_distance(corrected, p))
   unsup = keep * l_pp + l_rp
-  vc = consistency.view_consistency(p_t, jax.nn.sigmoid(out_t["mask_logits"]), p,
-                                    jax.nn.sigmoid(last["mask_logits"]), t_unit)
+  # Eq. 6.10 term by term: uv moves in loss units (t_unit), the mask at its own map size, which
+  # is the image size here (`transform`).
+  moved = consistency.affine_pose(p, t_unit)
+  warped, valid = consistency.warp_affine(jax.nn.sigmoid(last["mask_logits"]), transform)
+  mask_l1 = (np.sum(valid * np.abs(jax.nn.sigmoid(out_t["mask_logits"]) - warped), (1, 2, 3))
+             / np.maximum(np.sum(valid, (1, 2, 3)), 1))
+  vc = pose_25d_distance(p_t.uv, p_t.depth, moved.uv, moved.depth, 50.0) + mask_l1
+  # Sec. 6.3.3: the consistency terms act on X_L and X_U, i.e. every row (issue 20, finding 5).
+  vc_mask = np.mean(mask_l1)
   K = batch["K"]
   ppu = lifting.root_depth_from_scale(last["uv"], last["depth"], K)
   cc = consistency.cross_modal_consistency(last["uv"], jax.nn.sigmoid(last["mask_logits"]),
                                            K[:, 0, 0] / ppu)
   u = ~labelled
   return {"total": total, "unsup_rows": unsup[u], "keep": keep[u], "l_pp": l_pp[u],
-          "vc": np.mean(np.asarray(vc)[u]), "cc": np.mean(np.asarray(cc)[u]), "conf": conf}
+          "vc": np.mean(np.asarray(vc)), "vc_mask": vc_mask, "cc": np.mean(np.asarray(cc)),
+          "conf": conf}
 
 
 def test_adapt_loss_is_composition_of_loss_terms(setup):
@@ -119,6 +127,7 @@ def test_adapt_loss_is_composition_of_loss_terms(setup):
   np.testing.assert_allclose(metrics["sup_pose"] + metrics["sup_mask"], ref["total"], rtol=1e-5)
   np.testing.assert_allclose(metrics["unsup"], np.mean(ref["unsup_rows"]), rtol=1e-4)
   np.testing.assert_allclose(metrics["vc"], ref["vc"], rtol=1e-4)
+  np.testing.assert_allclose(metrics["vc_mask"], ref["vc_mask"], rtol=1e-4)
   np.testing.assert_allclose(metrics["cc"], ref["cc"], rtol=1e-4)
   expected = ref["total"] + np.mean(ref["unsup_rows"]) + 0.1 * (ref["vc"] + ref["cc"])
   np.testing.assert_allclose(loss, expected, rtol=1e-4)
@@ -295,3 +304,45 @@ def test_cross_modal_term_stays_bounded_when_the_lifted_root_reaches_the_camera(
   grad = jax.grad(lambda u: jnp.sum(semihand.cross_modal_term(
       {"uv": u, "depth": depth, "mask_logits": mask_logits}, batch, SIZE)))(uv)
   assert np.all(np.isfinite(np.asarray(grad)))
+
+
+def test_perturbations_are_those_of_sec_6_3_4():
+  """Unlabelled rows are perturbed by a translation of +-5 px (64-px input), or a rotation of
+  +-2 degrees, or of 90 / 180 / 270 degrees; no scaling (issue 20, finding 4)."""
+  size, n = 128, 4000
+  t = np.asarray(semihand.perturbation(jax.random.key(0), n, size,
+                                       semihand.default_semihand_config()), np.float64)
+  linear, shift = t[..., :2], t[..., 2]
+  np.testing.assert_allclose(np.linalg.det(linear), 1.0, atol=1e-5)  # rotations only
+  angle = np.rad2deg(np.arctan2(linear[:, 1, 0], linear[:, 0, 0]))
+  centre = np.full(2, (size - 1) / 2)
+  moved = np.einsum("bij,j->bi", linear, centre) + shift - centre  # translation of the centre
+  translation = np.abs(angle) < 1e-4
+  small = ~translation & (np.abs(angle) <= 2.0 + 1e-4)
+  right = (np.abs(angle / 90.0 - np.round(angle / 90.0)) < 1e-5) & (np.abs(angle) > 45.0)
+  assert np.all(translation | small | right)
+  assert np.max(np.abs(moved[translation])) <= 5.0 * size / 64 + 1e-4  # 10 px at 128 px
+  assert np.max(np.abs(moved[~translation])) < 1e-3  # rotations about the centre
+  np.testing.assert_allclose([translation.mean(), small.mean(), right.mean()], [0.5, 0.25, 0.25],
+                             atol=0.03)
+  quarter = np.round(angle[right] / 90.0) % 4
+  np.testing.assert_allclose(np.bincount(quarter.astype(int), minlength=4)[1:] / right.sum(),
+                             1 / 3, atol=0.04)
+
+
+def test_consistency_terms_can_be_limited_to_unlabelled_rows(setup):
+  """consistency_on_labelled=False restores the unlabelled-only reading: vc and cc then average
+  over the two unlabelled rows only."""
+  config, _, batch, params, state = setup
+  rng = jax.random.key(7)
+  both = method_lib.get_method(_config(use_pseudo_labels=False))
+  only = method_lib.get_method(_config(use_pseudo_labels=False, consistency_on_labelled=False))
+  m_both = both.phases[0].loss(params, state, batch, rng, jnp.int32(0))[1][0]
+  m_only = only.phases[0].loss(params, state, batch, rng, jnp.int32(0))[1][0]
+  # Same rows, same draws: the unlabelled-only mean of vc, from the all-row mean and a labelled-
+  # only run (flags swapped) of the same batch.
+  swapped = dict(batch, has_pose3d=~batch["has_pose3d"])
+  m_swap = only.phases[0].loss(params, state, swapped, rng, jnp.int32(0))[1][0]
+  for k in ("vc", "cc"):
+    np.testing.assert_allclose(0.5 * (m_only[k] + m_swap[k]), m_both[k], rtol=1e-4)
+  assert not np.isclose(float(m_only["vc"]), float(m_both["vc"]))

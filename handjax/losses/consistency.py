@@ -120,7 +120,9 @@ def view_consistency(
     lambda_d: float = LAMBDA_D,
     stop_target: bool = False,
     reduction: Reduction = "mean",
-) -> jax.Array:
+    mask_transform: jax.Array | None = None,
+    return_terms: bool = False,
+) -> jax.Array | tuple[jax.Array, jax.Array]:
   """View consistency, Yang dissertation Eq. 6.10 (SemiHand):
 
       L_vc = l(f_p(T(x)), T(f_p(x))) + ||f_w(T(x)) - T(f_w(x))||_1,
@@ -131,30 +133,37 @@ def view_consistency(
   norm as printed. The dissertation does not say whether the T(f(x)) branch is a fixed target;
   `stop_target=True` makes it one (FixMatch style), the default lets gradients reach both.
 
+  The pose and the mask may live in different pixel units (SemiHand's loss uses 64-px uv whatever
+  the mask's map size): `mask_transform` is T in the mask's own pixels, `transform` T in uv's.
+
   Args:
     pred_transformed: predictions on T(x), uv (..., J, 2) and depth (..., J).
     mask_transformed: (..., h, w, 1) mask predicted on T(x).
     pred: predictions on x.
     mask: (..., h, w, 1) mask predicted on x.
-    transform: (..., 2, 3) affine map of the augmentation, x pixels -> T(x) pixels.
+    transform: (..., 2, 3) affine map of the augmentation, x pixels -> T(x) pixels, in uv's unit.
     lambda_d: depth weight of Eq. 6.2.
     stop_target: stop gradients through the T(f(x)) branch.
     reduction: "mean" or "sum" over mask pixels.
+    mask_transform: (..., 2, 3) the same map in mask pixels; None: `transform`.
+    return_terms: return (pose term, mask term) instead of their sum.
 
   Returns:
-    (...) per-example losses; exactly 0 for consistent predictions.
+    (...) per-example losses; exactly 0 for consistent predictions (or the two terms).
   """
   if mask.shape != mask_transformed.shape:
     raise ValueError(
         f"mask and mask_transformed must have the same shape (..., h, w, 1), got "
         f"{tuple(mask.shape)} and {tuple(mask_transformed.shape)}")
   target = affine_pose(pred, transform)
-  target_mask, valid = warp_affine(mask, transform)
+  target_mask, valid = warp_affine(mask, transform if mask_transform is None else mask_transform)
   if stop_target:
     target, target_mask = jax.lax.stop_gradient((target, target_mask))
   pose_term = pose_25d_distance(pred_transformed.uv, pred_transformed.depth, target.uv,
                                 target.depth, lambda_d)
   mask_term = _reduce(jnp.abs(mask_transformed - target_mask), valid, reduction, "view_consistency")
+  if return_terms:
+    return pose_term, mask_term
   return pose_term + mask_term
 
 

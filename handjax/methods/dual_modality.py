@@ -10,6 +10,7 @@ y = (p, m, d) of Eq. 7.1. Per-branch 2-layer projection heads give 128-d feature
     L_s = M(y_RGB, y_gt) + M(y_DM, y_gt) + M(y_F, y_gt)                              (Eq. 7.6)
     L_c = eta(z_RGB, z_RGB+) + eta(z_DM, z_DM+) + eta(z_RGB, z_F) + eta(z_RGB+, z_F+)  (Eq. 7.4-7.5)
     L_pretrain = L_s + lambda_c L_c                                                  (Eq. 7.7)
+                 (L_c's eta: mean over anchors x 140, the paper's pre-training batch; see below)
     L_l = 1(C(r) <= eps) l(p_strong, r)                                              (Eq. 7.8)
     L_f = M(y_RGB, stop(y_F)),  fusion branch fed the RGB branch's predicted depth    (Eq. 7.9)
     L_finetune = L_s + lambda_f L_f + lambda_l L_l                                   (Eq. 7.10)
@@ -33,8 +34,14 @@ Choices where the text is silent or that depart from it (for BUILD_NOTES):
   map to run on). Without self-distillation the fusion branch is not run on real data and r uses
   the RGB branch only.
 * Self-distillation: y_F is the teacher (stop-gradient), y_RGB the student.
-* uv enters l divided by the output side; depth is root-relative / reference-bone length; the
-  depth map is in metres (0 = background, ignored) and the DM input is the raw metric depth map.
+* Eq. 7.3 sums eta over the B anchors while L_s is a mean over rows, so lambda_c's weight would
+  depend on the batch (4.4x weaker at 32 than at the paper's 140). eta enters as its mean over the
+  valid anchors times ``contrastive_batch`` = 140: exactly the paper's term at batch 140, and an
+  anchor weighs the same against L_s at any batch. The logged ``contrastive`` is the mean form.
+* uv enters l in pixels of a 64 x 64 output map (`semihand.LOSS_MAP_SIZE`, the dissertation's
+  output resolution, whatever `map_size` the decoder runs at; `map_to_loss_uv`), as in SemiHand;
+  depth is root-relative / reference-bone length; the depth map is in metres (0 = background,
+  ignored) and the DM input is the raw metric depth map.
 * The decoder, its BatchNorm statistics included, is shared by the three branches (Fig. 7.2).
 * ``attention=False`` (Table 7.2 ablation "w/o attention"): no attention anywhere; the fusion
   branch is the RGB kernels with their own BatchNorm plus stop(DM pooled features).
@@ -325,12 +332,16 @@ def make_pretrain_loss(config: ml_collections.ConfigDict) -> method_lib.LossFn:
       image_p, depth_p = texture_augment(rng, batch["image"], batch["depth"], d.texture_strength)
       out_p, _ = net.apply(variables, image_p, depth_p, True, mutable=["batch_stats"])
 
+      # Eq. 7.3 sums over the B anchors, L_s is a mean over rows: with the sum lambda_c would be
+      # 140 / B times weaker than at the paper's pre-training batch. The mean over anchors times
+      # `contrastive_batch` (140) equals the paper's term at batch 140 and keeps an anchor's
+      # weight against L_s independent of the batch size.
       def eta(a, b):
-        return nt_xent(a, b, d.temperature, labelled)
+        return nt_xent(a, b, d.temperature, labelled, reduction="mean")
 
       contrastive = (eta(out["z_rgb"], out_p["z_rgb"]) + eta(out["z_depth"], out_p["z_depth"])
                      + eta(out["z_rgb"], out["z_fusion"]) + eta(out_p["z_rgb"], out_p["z_fusion"]))
-      total = total + d.lambda_c * contrastive
+      total = total + d.lambda_c * d.contrastive_batch * contrastive
       metrics["contrastive"] = contrastive
     metrics["loss"] = total
     return total, (metrics, dict(updates))
@@ -432,6 +443,9 @@ def default_dualmod_config() -> ml_collections.ConfigDict:
   c.lambda_m = 100.0
   c.lambda_d = 50.0  # depth-map weight of Eq. 7.1.
   c.lambda_c = 0.1
+  # The batch at which lambda_c weighs Eq. 7.3's sum over anchors (Sec. 7.4 pre-trains at 140): L_c
+  # enters as lambda_c * contrastive_batch * (mean over anchors), the same at any batch size.
+  c.contrastive_batch = 140
   c.lambda_f = 0.2
   c.lambda_l = 1.0
   c.epsilon = 1.5

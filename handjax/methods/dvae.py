@@ -294,8 +294,29 @@ def factor_errors(predictions: Mapping[str, jax.Array], batch: common.Batch,
 # Losses.
 
 
+def pose_recon_factor(config) -> float:
+  """Factor on the 3D pose's sum of squares: 1 in the normalised units of `modality_value`, or
+  (1000 pose_unit)^2 with ``config.pose_recon_unit = "millimetres"`` (the error in mm^2 for a
+  pose_unit-sized hand; 1225 at 35 mm)."""
+  unit = config.get("pose_recon_unit", "normalised")
+  if unit == "normalised":
+    return 1.0
+  if unit == "millimetres":
+    return (1000.0 * float(config.pose_unit)) ** 2
+  raise ValueError(f"pose_recon_unit must be 'normalised' or 'millimetres', got {unit!r}.")
+
+
+def _sum_of_squares_times(factor: float):
+  if factor == 1.0:
+    return common.sum_of_squares
+  return lambda pred, target: factor * common.sum_of_squares(pred, target)
+
+
 def _recon_fns(config) -> dict[str, Any]:
-  return {k: common.sum_of_squares for k in targets_of(config)}
+  """Per-target reconstruction -log p up to a constant: sums of squares, the 3D pose's scaled by
+  `pose_recon_factor`."""
+  return {k: _sum_of_squares_times(pose_recon_factor(config) if k == "pose3d" else 1.0)
+          for k in targets_of(config)}
 
 
 def _weights(config, embed: bool) -> dict[str, float]:
@@ -369,7 +390,7 @@ def make_factor_pair_loss(config: ml_collections.ConfigDict, nets) -> method_lib
     mask = modality_present(first, batch, config)
     loss, terms = elbo.cross_modal_elbo(
         rng_pair, q_y1, decode, {first: modality_value(first, batch, config)},
-        {first: common.sum_of_squares}, {first: float(config.lambda_y)}, float(config.beta),
+        {first: _recon_fns(config)[first]}, {first: float(config.lambda_y)}, float(config.beta),
         example_mask=mask)
     return loss, (terms, common.merge_stats(model_state, {encoder_name(first): enc_stats,
                                                           **dec_stats}))
@@ -502,6 +523,7 @@ def default_config(application: str = "pose") -> ml_collections.ConfigDict:
   c.keep_checkpoints = 2
 
   if application == "pose":
+    c.pose_recon_unit = "normalised"  # pose3d is x here, lambda_x = 1 against the other factors
     c.factor_keys = ("canonical_pose", "viewpoint")
     c.whole_target = "pose3d"
     c.unexplained = False
@@ -512,6 +534,8 @@ def default_config(application: str = "pose") -> ml_collections.ConfigDict:
     c.whole_target = "image"
     c.unexplained = application == "synthesis_u"
     c.beta = 100.0  # beta = 100 for image synthesis (Sec. 4.4.1)
+    # The pose term in mm^2 (lambda_y = 0.01 against beta: BUILD_NOTES, issue 20 finding 7).
+    c.pose_recon_unit = "millimetres"
     c.embed_beta = 1.0  # beta' not given for synthesis
   else:
     raise ValueError(f"application must be 'pose', 'synthesis' or 'synthesis_u', got "

@@ -22,7 +22,8 @@ are the cumulative stage lengths of ``config.stages``):
   eval mode so their statistics stay bit-identical too); phase ``align_finetune`` ([s2, s3)) also
   trains E_RGB and E_pose ("the entire network").
 * Stage 3, refinement (Sec. 3.2), steps [s3, s4): phase ``refine`` trains the RGB path (E_RGB,
-  T_RGB, ID_RGB) on Eq. 17, L = MSE + q r_kcs L_KCS + q' r_geo L_GEO, with q' = 1 - q and
+  T_RGB, ID_RGB) on Eq. 17, L = MSE + q r_kcs L_KCS + q' r_geo L_GEO (poses in metres, l1 as sums
+  over entries: ``refine.unit``, ``refine.reduction``), with q' = 1 - q and
   q in {0, 1} chosen by ``refine.mode``: "kcs" (q = 1, Table 1 D1), "geo" (q = 0, D2) or
   "alternate" (D3: q = 1 on the first ``alternate_every`` refinement steps, 0 on the next, ...).
 
@@ -229,7 +230,10 @@ def make_discriminator_loss(config, nets) -> method_lib.LossFn:
   """Eq. 1: L_Dis = 1/2 BCE(Dis(z_pose^RGB), 0) + 1/2 BCE(Dis(z_pose^true), 1).
 
   Samples as in the generator phase (rng split 0: z_pose^RGB, split 1: z_pose^true), under
-  stop_gradient, encoders in eval mode (the discriminator step changes no other variable). Each
+  stop_gradient. The encoders run in train mode, as in the generator step, so Dis learns the
+  latent distribution the generator is pushed to change (with running statistics it saw another
+  one early in training); their BatchNorm statistics update is discarded (the discriminator step
+  changes no other variable, and the generator step updates the statistics once per step). Each
   half is a mean over its own examples (the real half over the labelled ones), which equals the
   batch mean of `adversarial.discriminator_loss` when every example is labelled.
   """
@@ -237,8 +241,8 @@ def make_discriminator_loss(config, nets) -> method_lib.LossFn:
   def loss_fn(params, model_state, batch, rng, step):
     del step
     rng_cross, rng_uni = jax.random.split(rng)
-    q_pose, _, _ = encode_rgb(nets, params, model_state, batch, config, train=False)
-    q_true, _ = encode_pose(nets, params, model_state, batch, config, train=False)
+    q_pose, _, _ = encode_rgb(nets, params, model_state, batch, config, train=True)
+    q_true, _ = encode_pose(nets, params, model_state, batch, config, train=True)
     z_fake = jax.lax.stop_gradient(sample(rng_cross, q_pose))
     z_real = jax.lax.stop_gradient(sample(rng_uni, q_true))
     fake = elbo.masked_mean(adversarial.bce_with_logits(_discriminate(nets, params, z_fake), 0.0))
@@ -362,20 +366,51 @@ def kcs_weight_q(step: jax.Array, config) -> jax.Array:
   return jnp.where(((step - start) // period) % 2 == 0, 1.0, 0.0).astype(jnp.float32)
 
 
+_NUM_KCS_ENTRIES = 400  # 20 x 20 (Eq. 12)
+_NUM_GEO_ENTRIES = 3610  # joint-line pairs with the joint off the line (Eq. 14-16)
+_UNIT_FACTORS = {"metres": 1.0, "millimetres": 1000.0}
+
+
 def refinement_loss(pred: jax.Array, target: jax.Array, q: jax.Array, r_kcs: float, r_geo: float,
-                    mask: jax.Array | None = None) -> tuple[jax.Array, dict[str, jax.Array]]:
+                    mask: jax.Array | None = None, unit_scale: jax.Array | None = None,
+                    reduction: str = "sum") -> tuple[jax.Array, dict[str, jax.Array]]:
   """Stergioulas et al. Eq. 17: L = MSE + q r_kcs L_KCS + (1 - q) r_geo L_GEO, masked batch means.
 
-  MSE is the per-example sum of squared joint errors (`common.sum_of_squares`, the ELBO's
-  reconstruction term of the earlier stages); L_KCS and L_GEO are `kinematic.kcs_loss` (Eq. 13) and
-  `kinematic.geometric_loss` (Eq. 16), each a mean absolute difference. Poses in the units of
-  the targets (scale-normalised under scale invariance).
+  The poses are first multiplied by ``unit_scale`` ((B,) or scalar; None: 1), which puts them in
+  the unit the weights r_kcs = 1e-2, r_geo = 1e-6 refer to (`make_refine_loss`: metres). MSE is the
+  per-example sum of squared joint errors (`common.sum_of_squares`); L_KCS and L_GEO are the l1
+  distances of Eq. 13 and 16: with ``reduction="sum"`` (default) the sum over the 400 KCS and 3610
+  joint-line entries (the l1 norm), with "mean" `kinematic.kcs_loss` / `geometric_loss` as they
+  are (the mean over entries). KCS scales with the unit squared like MSE, GEO linearly, so the
+  unit sets GEO's share (BUILD_NOTES, issue 20 finding 2).
   """
+  if reduction not in ("sum", "mean"):
+    raise ValueError(f"refine.reduction must be 'sum' or 'mean', got {reduction!r}.")
+  if unit_scale is not None:
+    unit_scale = jnp.asarray(unit_scale, pred.dtype)
+    unit_scale = unit_scale[..., None, None] if unit_scale.ndim else unit_scale
+    pred, target = pred * unit_scale, target * unit_scale
+  kcs_n, geo_n = (_NUM_KCS_ENTRIES, _NUM_GEO_ENTRIES) if reduction == "sum" else (1, 1)
   mse = elbo.masked_mean(common.sum_of_squares(pred, target), mask)
-  kcs = elbo.masked_mean(kinematic.kcs_loss(pred, target), mask)
-  geo = elbo.masked_mean(kinematic.geometric_loss(pred, target), mask)
+  kcs = elbo.masked_mean(kcs_n * kinematic.kcs_loss(pred, target), mask)
+  geo = elbo.masked_mean(geo_n * kinematic.geometric_loss(pred, target), mask)
   loss = mse + q * r_kcs * kcs + (1.0 - q) * r_geo * geo
   return loss, {"mse": mse, "kcs": kcs, "geo": geo, "q": q, "loss": loss}
+
+
+def refinement_unit_scale(batch, config) -> jax.Array | None:
+  """(B,) factor from the decoder's units to ``config.refine.unit`` ("metres", "millimetres"), or
+  None for "target" (the decoder's own, scale-normalised units)."""
+  unit = config.refine.unit
+  if unit == "target":
+    return None
+  if unit not in _UNIT_FACTORS:
+    raise ValueError(f"refine.unit must be 'metres', 'millimetres' or 'target', got {unit!r}.")
+  if config.invariances.scale:
+    divisor = common.safe_scale(batch)
+  else:
+    divisor = jnp.full(jnp.shape(batch["image"])[:1], float(config.pose_unit), jnp.float32)
+  return divisor * _UNIT_FACTORS[unit]
 
 
 def make_refine_loss(config, nets) -> method_lib.LossFn:
@@ -394,7 +429,8 @@ def make_refine_loss(config, nets) -> method_lib.LossFn:
     loss, terms = refinement_loss(pred["pose3d"], _target(batch, config),
                                   kcs_weight_q(step, config),
                                   float(config.refine.r_kcs), float(config.refine.r_geo),
-                                  _labelled(batch, config))
+                                  _labelled(batch, config), refinement_unit_scale(batch, config),
+                                  config.refine.reduction)
     return loss, (terms, common.merge_stats(model_state, stats))
 
   return loss_fn
@@ -514,8 +550,11 @@ def default_config() -> ml_collections.ConfigDict:
   c.beta_align_uni = 1e-5
   c.align_w = 1e-2  # w of Eq. 5
   c.adversarial_weight = 1.0  # weight of the generator's side of Eq. 4 (not given)
+  # Eq. 17's terms in metres, l1 distances as sums over entries: the units where r_kcs = 1e-2 and
+  # r_geo = 1e-6 let both terms act (BUILD_NOTES, issue 20 finding 2; the paper states none).
   c.refine = ml_collections.ConfigDict({"mode": "alternate", "alternate_every": 1,
-                                        "r_kcs": 1e-2, "r_geo": 1e-6})
+                                        "r_kcs": 1e-2, "r_geo": 1e-6, "unit": "metres",
+                                        "reduction": "sum"})
   c.pose_unit = 0.035
   c.invariances = ml_collections.ConfigDict(
       {"translation": True, "scale": True, "handedness": True})  # Sec. 4.2: given at test time

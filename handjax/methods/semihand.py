@@ -4,13 +4,14 @@ A two-stack hourglass (`models.Hourglass`) predicts a 2.5D pose p = (uv, d) and 
 Rows of a batch with ``has_pose3d`` are labelled (source domain); the other rows are unlabelled
 (target domain). The objective (Eq. 6.1) is
 
-    L = L_sup(labelled) + L_unsup(unlabelled) + lambda_c (L_vc + L_cc)(unlabelled),
+    L = L_sup(labelled) + L_unsup(unlabelled) + lambda_c (L_vc + L_cc)(all rows),
 
 * L_sup (Eq. 6.3) = l(p, p_gt) + lambda_w ||w - w_gt||_1 on every stack (intermediate supervision),
   l the 2.5D distance of Eq. 6.2 (lambda_d = 50), lambda_w = 100;
 * L_unsup (Eq. 6.6) = 1(C(p_hat) <= tau) l(p, p_hat) + l(r, p) with r = P(p_hat) the correction
   (`hand.correction.correct_pose_25d`), C the confidence of Eq. 6.8, tau = 1.5;
-* L_vc (Eq. 6.10) and L_cc (Eq. 6.11-6.14) from `losses.consistency`, lambda_c = 0.1.
+* L_vc (Eq. 6.10) and L_cc (Eq. 6.11-6.14) from `losses.consistency`, lambda_c = 0.1, on X_L and
+  X_U ("for both X_L and X_U", Sec. 6.3.3; ``consistency_on_labelled=False``: X_U only).
 
 Two phases on all parameters: ``pretrain`` (L_sup only, steps [0, pretrain_steps)) and ``adapt``
 (the full objective, from pretrain_steps on).
@@ -89,7 +90,7 @@ def loss_to_map_uv(uv: jax.Array, map_size: int) -> jax.Array:
 
 def random_affine(rng: jax.Array, batch: int, size: int, max_rotation_deg: float,
                   max_translate: float, max_scale: float) -> jax.Array:
-  """(B, 2, 3) random similarity maps about the image centre (the Sec. 6.3.4 perturbations).
+  """(B, 2, 3) random similarity maps about the image centre (the dual-modality strong view).
 
   uv' = s R(theta) (uv - c) + c + t, theta ~ U(+-max_rotation), s ~ U(1 +- max_scale),
   t ~ U(+-max_translate * size)^2, c = ((size - 1) / 2, (size - 1) / 2).
@@ -104,6 +105,47 @@ def random_affine(rng: jax.Array, batch: int, size: int, max_rotation_deg: float
   centre = jnp.full((2,), (size - 1) / 2.0)
   offset = centre + shift - jnp.einsum("bij,j->bi", linear, centre)
   return jnp.concatenate([linear, offset[..., None]], -1)
+
+
+def perturbation_affine(rng: jax.Array, batch: int, size: int, translate_px: float,
+                        rotation_deg: float, right_angles: bool = True) -> jax.Array:
+  """(B, 2, 3) perturbations of unlabelled images, Yang dissertation Sec. 6.3.4 (and Eq. 6.8).
+
+  "For unlabelled data, we simply perturb with translations of [-5, 5] pixels or rotations of either
+  [-2, 2] degrees or 90, 180 and 270 degrees": each example gets one of three maps, with
+  probabilities 1/2, 1/4, 1/4 (the text gives none):
+
+  * a translation t ~ U(+-translate_px * size / 64)^2 (pixels of the dissertation's 64-px input,
+    so the same fraction of the image at any size);
+  * a rotation about the image centre by theta ~ U(+-rotation_deg);
+  * a rotation by 90, 180 or 270 degrees (uniform; with ``right_angles=False``, the small rotation).
+
+  No scaling. c = ((size - 1) / 2, (size - 1) / 2): a right-angle turn maps the pixel grid onto
+  itself.
+  """
+  k_kind, k_t, k_small, k_right = jax.random.split(rng, 4)
+  kind = jax.random.choice(k_kind, 4, (batch,))  # 0, 1: translation; 2: small; 3: right angle
+  shift = jax.random.uniform(k_t, (batch, 2), minval=-1.0, maxval=1.0) * (
+      translate_px * size / LOSS_MAP_SIZE)
+  small = jnp.deg2rad(jax.random.uniform(k_small, (batch,), minval=-rotation_deg,
+                                         maxval=rotation_deg))
+  right = (jnp.pi / 2) * jax.random.randint(k_right, (batch,), 1, 4).astype(jnp.float32)
+  if not right_angles:
+    right = small
+  theta = jnp.where(kind == 2, small, jnp.where(kind == 3, right, 0.0))
+  shift = jnp.where((kind < 2)[:, None], shift, 0.0)
+  cos, sin = jnp.cos(theta), jnp.sin(theta)
+  linear = jnp.stack([jnp.stack([cos, -sin], -1), jnp.stack([sin, cos], -1)], -2)  # (B, 2, 2)
+  centre = jnp.full((2,), (size - 1) / 2.0)
+  offset = centre + shift - jnp.einsum("bij,j->bi", linear, centre)
+  return jnp.concatenate([linear, offset[..., None]], -1)
+
+
+def perturbation(rng: jax.Array, batch: int, size: int,
+                 s: ml_collections.ConfigDict) -> jax.Array:
+  """The ``config.semihand`` perturbation T of the adaptation phase (`perturbation_affine`)."""
+  return perturbation_affine(rng, batch, size, s.perturb_translate_px, s.perturb_rotation_deg,
+                             s.perturb_right_angles)
 
 
 def rescale_affine(transform: jax.Array, factor: float) -> jax.Array:
@@ -239,14 +281,16 @@ def make_loss(config: ml_collections.ConfigDict, adapt: bool) -> method_lib.Loss
     total = sup
     if adapt:
       unlabelled = ~labelled
+      # Sec. 6.3.3: "for both X_L and X_U" (Eq. 6.1's L_cons(X_L, X_U)): every row.
+      cons_rows = jnp.ones_like(labelled) if s.consistency_on_labelled else unlabelled
       image_size = batch["image"].shape[1]
-      transform = random_affine(rng, batch["image"].shape[0], image_size, s.rotation_deg,
-                                s.translate, s.scale)
+      transform = perturbation(rng, batch["image"].shape[0], image_size, s)
       image_t, _ = consistency.warp_affine(batch["image"], transform)
       outputs_t, _ = net.apply(variables, image_t, train=True, mutable=["batch_stats"])
       last, last_t = outputs[-1], outputs_t[-1]
       t_map = rescale_affine(transform, map_size / image_size)
-      # Loss units scale map pixels: conjugate T by that scaling.
+      # Loss units scale map pixels: conjugate T by that scaling. uv is compared in loss units
+      # (t_unit), the masks at the network's map size (t_map).
       t_unit = jnp.concatenate([t_map[..., :2], map_to_loss_uv(t_map[..., 2:], map_size)], -1)
       pred, pred_t = stack_pose(last, map_size), stack_pose(last_t, map_size)
       if s.use_pseudo_labels:
@@ -256,14 +300,17 @@ def make_loss(config: ml_collections.ConfigDict, adapt: bool) -> method_lib.Loss
         metrics.update(unsup=_row_mean(unsup, unlabelled), confidence=_row_mean(conf, unlabelled),
                        kept_fraction=_row_mean(kept.astype(jnp.float32), unlabelled))
       if s.use_vc:
-        vc = consistency.view_consistency(pred_t, jax.nn.sigmoid(last_t["mask_logits"]), pred,
-                                          jax.nn.sigmoid(last["mask_logits"]), t_unit, s.lambda_d)
-        total = total + s.lambda_c * _row_mean(vc, unlabelled)
-        metrics["vc"] = _row_mean(vc, unlabelled)
+        vc_pose, vc_mask = consistency.view_consistency(
+            pred_t, jax.nn.sigmoid(last_t["mask_logits"]), pred,
+            jax.nn.sigmoid(last["mask_logits"]), t_unit, s.lambda_d, mask_transform=t_map,
+            return_terms=True)
+        vc = vc_pose + vc_mask
+        total = total + s.lambda_c * _row_mean(vc, cons_rows)
+        metrics.update(vc=_row_mean(vc, cons_rows), vc_mask=_row_mean(vc_mask, cons_rows))
       if s.use_cc:
         cc = cross_modal_term(last, batch, map_size)
-        total = total + s.lambda_c * _row_mean(cc, unlabelled)
-        metrics["cc"] = _row_mean(cc, unlabelled)
+        total = total + s.lambda_c * _row_mean(cc, cons_rows)
+        metrics["cc"] = _row_mean(cc, cons_rows)
     metrics["loss"] = total
     return total, (metrics, dict(updates))
 
@@ -305,9 +352,13 @@ def default_semihand_config() -> ml_collections.ConfigDict:
   c.use_pseudo_labels = True
   c.use_vc = True
   c.use_cc = True
-  c.rotation_deg = 30.0
-  c.translate = 0.1
-  c.scale = 0.1
+  # L_cons on labelled and unlabelled rows (Sec. 6.3.3); False: unlabelled rows only.
+  c.consistency_on_labelled = True
+  # Perturbation T of the unlabelled rows (Sec. 6.3.4, `perturbation_affine`): a translation of
+  # +-5 px (of a 64-px input), or a rotation of +-2 degrees, or of 90 / 180 / 270 degrees.
+  c.perturb_translate_px = 5.0
+  c.perturb_rotation_deg = 2.0
+  c.perturb_right_angles = True
   return c
 
 
@@ -340,4 +391,5 @@ def semihand_method(config: ml_collections.ConfigDict) -> method_lib.Method:
 
 
 __all__ = ["default_semihand_config", "image_to_map_uv", "make_loss", "map_to_image_uv",
-           "pseudo_label_terms", "random_affine", "rescale_affine", "semihand_method"]
+           "perturbation", "perturbation_affine", "pseudo_label_terms", "random_affine",
+           "rescale_affine", "semihand_method"]
