@@ -18,9 +18,10 @@ def test_every_row_config_loads_at_cpu_scale():
       config = tables.row_config(row, 7, "/tmp/data")
       assert config.num_steps == 7 and config.data.dataset == "synthetic_hands"
       # SemiHand's "target supervised" row trains on the shifted domain alone; the dVAE
-      # synthesis rows on content groups.
-      assert config.data.builder_config in ("quickstart", "shifted_quickstart", "groups_64"), (
-          row.name)
+      # synthesis rows on content groups; the diagnostics rows on scenes with one factor undone.
+      assert (config.data.builder_config in ("quickstart", "shifted_quickstart", "groups_64")
+              or config.data.builder_config in ("uniform_quickstart",)
+              or config.data.builder_config.startswith("diag_")), row.name
       assert config.data.data_dir == "/tmp/data"
       for dotted, value in row.overrides:
         node = config
@@ -450,3 +451,38 @@ def test_a_row_continued_from_its_trunk_is_the_run_from_scratch(family, name, tf
   tables.run_row(dataclasses.replace(row, name=f"{name}_again"), str(tmp_path / "b"), steps,
                  tfds_dir, False, trunk)
   assert os.path.getmtime(tmp_path / "b" / tables.TRUNKS / trunk_name / "trunk.json") == stamp
+
+
+def test_diagnostics_rows_change_one_factor_and_record_learning_curves():
+  suite = tables.SUITES["diagnostics"]
+  reference = tables.row_config(suite.rows[0], 9, None)
+
+  def flat(config, prefix=""):
+    out = {}
+    for key, value in (config.items() if hasattr(config, "items") else []):
+      if hasattr(value, "items"):
+        out.update(flat(value, f"{prefix}{key}."))
+      else:
+        out[f"{prefix}{key}"] = value
+    return out
+
+  ref = flat(reference)
+  for row in suite.rows:
+    config = tables.row_config(row, 9, None)
+    assert config.eval_every == 500 and config.eval_train_split == "train[:400]", row.name
+    if row.config != suite.rows[0].config:
+      continue  # the VAE rows compare with each other
+    changed = {k for k, v in flat(config).items() if ref.get(k) != v}
+    declared = {k for k, _ in row.overrides} - {"eval_every", "eval_train_split"}
+    assert changed == declared, (row.name, changed, declared)
+  assert tables.row_steps(next(r for r in suite.rows if r.name == "diag_long"), suite) == 6000
+
+
+def test_learning_curve_reads_test_and_train_evaluations(tmp_path):
+  lines = [{"step": 100, "loss": 3.0}, {"step": 500, "eval/mean_epe_mm": 60.0},
+           {"step": 500, "train_eval/mean_epe_mm": 55.0}, {"step": 1000, "eval/mean_epe_mm": 50.0},
+           {"step": 1000, "train_eval/mean_epe_mm": 41.5}]
+  (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+  curves = tables.learning_curve(str(tmp_path))
+  assert curves == {"test": [(500, 60.0), (1000, 50.0)], "train": [(500, 55.0), (1000, 41.5)]}
+  assert tables.learning_curve(str(tmp_path / "missing")) == {"test": [], "train": []}

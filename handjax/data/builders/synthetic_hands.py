@@ -82,7 +82,7 @@ class SyntheticHands(tfds.core.ShardBasedBuilder):
       "1.2.0": "`content_id` feature; grouped configs (tiny_groups, groups_64, groups_128). "
                "Other keys as 1.1.0.",
       "1.3.0": "Scenes as the public datasets' crops show hands (style 'natural': palm or back "
-               "towards the camera, fingers up the image, the hand filling 45-85% of the frame) "
+               "towards the camera, fingers up the image, the hand filling 60-95% of the frame) "
                "for quickstart, default_*, large_128, groups_* and shifted_*; 1.2.0's scenes "
                "are the uniform_* configs (same examples as 1.2.0's default_* / quickstart).",
   }

@@ -97,10 +97,10 @@ def natural_view(style: Style, **overrides) -> Style:
   """`style` seen as the public datasets' crops see hands (BUILD_NOTES.md, "synthetic_hands").
 
   A hand held up in front of the camera: palm or back towards it (tilt ~ a 40 degree Rayleigh
-  cone), fingers up the image +- N(0, 45 deg), and a hand that fills 45-85% of the image side, so
+  cone), fingers up the image +- N(0, 45 deg), and a hand whose bounding sphere spans 60-95% of the image side, so
   its size in pixels follows the resolution. `overrides` replace any other field (diagnostics).
   """
-  fields = dict(p_facing=1.0, facing_cone_deg=40.0, upright_sigma_deg=45.0, hand_span=(0.45, 0.85))
+  fields = dict(p_facing=1.0, facing_cone_deg=40.0, upright_sigma_deg=45.0, hand_span=(0.6, 0.95))
   fields.update(overrides)
   return dataclasses.replace(style, **fields)
 
