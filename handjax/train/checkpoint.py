@@ -131,6 +131,23 @@ def _ignore_closed_loop_callbacks() -> None:
   sys.unraisablehook = hook
 
 
+class _DropOrbaxTracebacks(std_logging.Filter):
+  """Keeps orbax's error lines but drops their tracebacks (three per failed save, ~190 lines):
+  the failure reaches the caller as one :class:`SaveError` line with the same cause."""
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    if record.exc_info and f"{os.sep}orbax{os.sep}" in (record.pathname or ""):
+      record.exc_info = None
+      record.exc_text = None
+    return True
+
+
+def _install_orbax_traceback_filter() -> None:
+  absl_logger = logging.get_absl_logger()
+  if not any(isinstance(f, _DropOrbaxTracebacks) for f in absl_logger.filters):
+    absl_logger.addFilter(_DropOrbaxTracebacks())
+
+
 def checkpoint_directory(workdir: str) -> str:
   return os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
 
@@ -156,6 +173,7 @@ class Checkpointer:
         max_to_keep=keep, create=not read_only,
         cleanup_tmp_directories=cleanup_tmp and not read_only)
     self.read_only = read_only
+    _install_orbax_traceback_filter()
     self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=ITEMS)
     self._pending: int | None = None  # The step of the save that may still be running.
     self._failed: SaveError | None = None
