@@ -148,6 +148,22 @@ def _install_orbax_traceback_filter() -> None:
     absl_logger.addFilter(_DropOrbaxTracebacks())
 
 
+def _wait_for_orphaned_writes(manager: ocp.CheckpointManager, timeout_s: float = 120.0) -> None:
+  """Waits for the other item writes of a failed save (their errors are not wanted).
+
+  orbax's background save waits for its items' commit futures one by one and gives up at the first
+  failure, so the other items (e.g. the state's tensorstore writes) keep writing into the failed
+  step's temporary directory. A next run in the same process would then race them while it removes
+  that directory. The futures are private orbax attributes: when they are not found, nothing waits.
+  """
+  async_manager = getattr(getattr(manager, "_checkpointer", None), "_async_manager", None)
+  for commit in getattr(async_manager, "_commit_futures", None) or ():
+    try:
+      commit.result(timeout=timeout_s)
+    except Exception:  # pylint: disable=broad-except
+      pass
+
+
 def checkpoint_directory(workdir: str) -> str:
   return os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
 
@@ -231,7 +247,11 @@ class Checkpointer:
       self._fail(step, e)
 
   def _fail(self, step: int, cause: BaseException) -> None:
-    self.manager.reload()  # Drops the failed step from the cached list; finished steps remain.
+    _wait_for_orphaned_writes(self.manager)
+    try:
+      self.manager.reload()  # Drops the failed step from the cached list; finished ones remain.
+    except Exception:  # pylint: disable=broad-except
+      pass  # An unreadable directory: the cached list (minus the failed step) is the best guess.
     good = [s for s in self.all_steps() if s != step]
     self._failed = SaveError(step, self.step_directory(step), cause,
                              self.step_directory(good[-1]) if good else None)
