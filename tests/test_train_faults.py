@@ -204,7 +204,8 @@ def test_a_changed_model_is_not_damage(tmp_path, full_run):
   """A restore that fails on the target (another model size) keeps orbax's error; nothing moves."""
   workdir = tmp_path / "run"
   shutil.copytree(full_run[0], workdir)
-  with pytest.raises(ValueError, match=r"Requested shape: \(7.* is not compatible with the stored shape: \(32"):
+  with pytest.raises(ValueError,
+                     match=r"Requested shape: \(7.* is not compatible with the stored shape: \(32"):
     loop.train_and_evaluate(_config(toy_hidden=7), str(workdir))
   assert _steps(workdir) == [8, 12] and not (workdir / "damaged_checkpoints").exists()
 

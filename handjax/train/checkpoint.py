@@ -61,7 +61,7 @@ class DamagedCheckpointError(CheckpointError):
 
 
 class SaveError(CheckpointError):
-  """A checkpoint save that failed; names the step, the directory, the cause and the last good one."""
+  """A save that failed; names the step, the directory, the cause and the last good checkpoint."""
 
   def __init__(self, step: int, directory: str, cause: BaseException, last_good: str | None):
     self.step = step
@@ -291,7 +291,8 @@ class Checkpointer:
     """The config stored at ``step``; :class:`DamagedCheckpointError` if it does not read."""
     with _QuietAsyncio():
       try:
-        restored = self.manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
+        restored = self.manager.restore(
+            step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
       except Exception as e:  # pylint: disable=broad-except
         raise DamagedCheckpointError(self.step_directory(step), e) from e
     if not isinstance(restored.config, dict):
