@@ -1,7 +1,7 @@
 r"""Predicts the 3D hand pose in one RGB image with a trained method.
 
     python -m experiments.predict --workdir=/tmp/toy --image=hand.png [--side=right|left] \
-        [--output=/tmp/hand_pose]
+        [--output=/tmp/hand_pose] [--checkpoint_step=N]
 
 Writes ``<output>.json`` (21 joints, metres, root-relative, camera frame: x right, y down,
 z forward; joint order and names of handjax/hand/skeleton.py) and ``<output>.png`` (the image with
@@ -28,20 +28,25 @@ _IMAGE = flags.DEFINE_string("image", None, "Path of an RGB image (PNG, JPEG, ..
 _SIDE = flags.DEFINE_enum("side", "right", ["right", "left"], "Which hand the image shows.")
 _OUTPUT = flags.DEFINE_string("output", None,
                               "Output path prefix (default: <workdir>/predictions/<image name>).")
+_CHECKPOINT_STEP = flags.DEFINE_integer(
+    "checkpoint_step", None, "Use this step's checkpoint (default: the newest that restores; a "
+    "damaged newer one is skipped with a warning).")
 flags.mark_flags_as_required(["workdir", "image"])
 
 
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  from handjax.train import images, inference  # pylint: disable=g-import-not-at-top
+  from handjax.train import checkpoint, images, inference  # pylint: disable=g-import-not-at-top
 
   try:
-    result = inference.predict_image(_WORKDIR.value, _IMAGE.value, _SIDE.value, _OUTPUT.value)
-  except (images.ImageError, FileNotFoundError, ValueError) as e:
+    result = inference.predict_image(_WORKDIR.value, _IMAGE.value, _SIDE.value, _OUTPUT.value,
+                                     step=_CHECKPOINT_STEP.value)
+  except (checkpoint.CheckpointError, images.ImageError, FileNotFoundError, ValueError) as e:
     sys.exit(f"error: {e}")
   for note in result["notes"]:
     print(f"note: {note}")
+  print(f"checkpoint: step {result['checkpoint_step']}")
   print(f"pose3d (m, root-relative) of {len(result['pose3d_m'])} joints written with the figure.")
 
 

@@ -3,7 +3,11 @@ r"""Trains a method: the generic handjax loop on a config file.
     python -m experiments.train --config=experiments/configs/toy.py --workdir=/tmp/toy \
         [--config.num_steps=500 ...] [--distributed]
 
-Resumes automatically from the latest checkpoint in --workdir. On a cluster (SLURM, Cloud TPU, or
+Resumes automatically from the latest checkpoint in --workdir that restores (a damaged newer one is
+moved to <workdir>/damaged_checkpoints with a warning). On SIGTERM (preemption) or SIGINT it
+finishes the current step, checkpoints it, prints one line and exits with status 75 (EX_TEMPFAIL);
+rerunning the same command resumes. A failed save stops the run with one line naming the step, the
+directory, the cause and the last good checkpoint (status 1). On a cluster (SLURM, Cloud TPU, or
 JAX_COORDINATOR_ADDRESS set) or with --distributed, ``jax.distributed.initialize()`` runs first and
 every process must be started with the same flags.
 """
@@ -50,15 +54,21 @@ def main(argv: Sequence[str]) -> None:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   # Imported here so --help stays fast and distributed init precedes any backend use.
   from handjax import train  # pylint: disable=g-import-not-at-top
-  from handjax.train import guards, sharding  # pylint: disable=g-import-not-at-top
+  from handjax.train import checkpoint, guards, interrupts  # pylint: disable=g-import-not-at-top
+  from handjax.train import sharding  # pylint: disable=g-import-not-at-top
 
   sharding.maybe_initialize_distributed(_DISTRIBUTED.value)
   logging.info("Config:\n%s", _CONFIG.value)
   try:
     train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except (guards.NonFiniteError, guards.DataSpecError, PermissionError, NotADirectoryError) as e:
-    # Expected failures (data/config mismatch, bad workdir, divergence) get one clear line, not a
-    # traceback; anything else is a bug and keeps its traceback.
+  except interrupts.Interrupted as e:  # SIGTERM/SIGINT: the step is saved; one line, own status.
+    print(e, file=sys.stderr, flush=True)
+    sys.exit(interrupts.EXIT_STATUS)
+  except (checkpoint.CheckpointError, guards.NonFiniteError, guards.DataSpecError, PermissionError,
+          NotADirectoryError) as e:
+    # Expected failures (data/config mismatch, bad workdir, divergence, a damaged checkpoint, a
+    # failed save) get one clear line, not a traceback; anything else is a bug and keeps its
+    # traceback.
     logging.error("%s: %s", type(e).__name__, e)
     sys.exit(f"error: {type(e).__name__}: {e}")
 

@@ -3,7 +3,8 @@
 Usage: python tests/_train_worker.py WORKDIR OUT_NPZ CONFIG_JSON [PROCESS_ID NUM_PROCESSES PORT]
 [--slow]. CONFIG_JSON holds overrides of experiments/configs/toy.py. With a process id it joins a
 loopback ``jax.distributed`` cluster (gloo CPU collectives, one CPU device per process); ``--slow``
-sleeps 0.2 s per batch so the parent can kill it mid-run.
+sleeps 0.2 s per batch so the parent can kill or signal it mid-run. A run stopped by SIGTERM/SIGINT
+prints its one line and exits with ``interrupts.EXIT_STATUS``, as ``experiments/train.py`` does.
 """
 
 import json
@@ -27,7 +28,7 @@ if multi:
                              num_processes=int(args[4]), process_id=int(args[3]))
 
 from experiments.configs import toy as toy_config  # noqa: E402
-from handjax.train import loop, sharding, toy  # noqa: E402
+from handjax.train import interrupts, loop, sharding, toy  # noqa: E402
 
 
 def factory(*a, **k):
@@ -37,7 +38,11 @@ def factory(*a, **k):
 
 config = toy_config.get_config()
 config.update_from_flattened_dict(json.loads(args[2]))
-state = loop.train_and_evaluate(config, args[0], dataset_factory=factory)
+try:
+  state = loop.train_and_evaluate(config, args[0], dataset_factory=factory)
+except interrupts.Interrupted as e:  # As experiments/train.py reports it.
+  print(e, flush=True)
+  sys.exit(interrupts.EXIT_STATUS)
 host = sharding.to_host(state)
 np.savez(args[1], *jax.tree.leaves(host))
 print("worker done", jax.process_index(), jax.process_count(), jax.device_count(), flush=True)

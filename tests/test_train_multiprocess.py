@@ -2,14 +2,19 @@
 
 import json
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
+import pytest
 
 from experiments.configs import toy as toy_config
+from handjax.train import interrupts
 from handjax.train import loop
 from handjax.train import sharding
 
@@ -79,3 +84,36 @@ def test_distributed_initialisation_is_requested_by_flag_or_cluster_env(monkeypa
   monkeypatch.delenv("SLURM_NTASKS")
   monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "10.0.0.1:1234")
   assert sharding.maybe_initialize_distributed() and len(calls) == 3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("jax_preemption_service", ["true", "false"])
+def test_sigterm_to_one_process_stops_both_at_the_same_step(tmp_path, jax_preemption_service):
+  """Only process 1 gets SIGTERM; both save the same step. With JAX's preemption service they
+  agree through its sync point, without it through the loop's all-gather of the stop flags."""
+  port = str(_free_port())
+  overrides = json.dumps({**OVERRIDES, "num_steps": 40, "checkpoint_every": 100})
+  workdir = tmp_path / "multi"
+  procs = [subprocess.Popen([sys.executable, WORKER, str(workdir), str(tmp_path / f"out{i}.npz"),
+                             overrides, str(i), "2", port, "--slow"],
+                            env=_env(JAX_ENABLE_PREEMPTION_SERVICE=jax_preemption_service),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+           for i in range(2)]
+  metrics = workdir / "metrics.jsonl"
+  deadline = time.time() + 240
+  while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 3):
+    assert all(p.poll() is None for p in procs) and time.time() < deadline, "ended before step 3"
+    time.sleep(0.05)
+  procs[1].send_signal(signal.SIGTERM)
+  outputs = [p.communicate(timeout=240)[0] for p in procs]
+  pattern = r"stopped at step (\d+) and saved its checkpoint to (\S+); rerun the same command"
+  stops = []
+  for p, out in zip(procs, outputs):
+    assert p.returncode == interrupts.EXIT_STATUS, out[-3000:]
+    stops.append(re.search(pattern, out).groups())
+  assert stops[0] == stops[1], stops
+  step = int(stops[0][0])
+  assert 3 <= step < 40 and stops[0][1] == str(workdir / "checkpoints" / str(step))
+  data_dir = workdir / "checkpoints" / str(step) / "data"
+  assert sorted(p.name for p in data_dir.iterdir() if p.suffix == ".json") == [
+      "process_0-of-2.json", "process_1-of-2.json"]

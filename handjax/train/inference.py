@@ -53,17 +53,35 @@ def restore_latest(workdir: str, devices: Sequence[jax.Device] | None = None,
 
   The parameter shapes are rebuilt with ``jax.eval_shape`` from the method's ``input_spec``, and
   the checkpoint is restored directly into the replicated sharding of a mesh over ``devices``.
+  Without ``step``, a damaged newest checkpoint is skipped with a warning for the newest one that
+  restores (nothing is moved: a reader leaves the workdir as it is).
+
+  Raises:
+    FileNotFoundError: ``workdir`` has no checkpoint (of ``step``).
+    checkpoint_lib.DamagedCheckpointError: the given ``step``, or every checkpoint, is damaged.
   """
-  config = checkpoint_lib.load_config(workdir, step)
-  method = method_lib.get_method(config)
   mesh = sharding_lib.make_mesh(devices)
-  batch = sharding_lib.global_batch(example_batch(method, mesh.devices.size // jax.process_count()),
-                                    mesh)
-  abstract, _ = state_lib.train_state_shapes(method, config.seed, batch, mesh)
-  ckpt = checkpoint_lib.Checkpointer(workdir)
-  step = ckpt.latest_step() if step is None else step
-  state = ckpt.restore(step, abstract, None)
-  ckpt.close()
+  ckpt = checkpoint_lib.open_for_reading(workdir)
+
+  def restore(at: int) -> tuple[ml_collections.ConfigDict, method_lib.Method, state_lib.TrainState]:
+    config = ckpt.restore_config(at)
+    method = method_lib.get_method(config)
+    batch = sharding_lib.global_batch(
+        example_batch(method, mesh.devices.size // jax.process_count()), mesh)
+    abstract, _ = state_lib.train_state_shapes(method, config.seed, batch, mesh)
+    return config, method, ckpt.restore(at, abstract, None)
+
+  try:
+    if step is None:
+      found = checkpoint_lib.restore_newest(ckpt, restore)
+      if found is None:
+        raise FileNotFoundError(f"{ckpt.directory!r} holds no complete checkpoint.")
+      step, (config, method, state) = found
+    else:
+      ckpt.require_step(step)
+      config, method, state = restore(step)
+  finally:
+    ckpt.close()
   return Restored(config=config, method=method, state=state, mesh=mesh, step=int(step))
 
 
@@ -100,9 +118,14 @@ def write_skeleton_grid(pred: np.ndarray, gt: np.ndarray, path: str, count: int)
   plt.close(fig)
 
 
-def evaluate_workdir(workdir: str, split: str = "test", num_skeletons: int = 8) -> dict[str, Any]:
-  """Restores the latest checkpoint, evaluates ``split`` and writes the outputs; returns the summary."""
-  restored = restore_latest(workdir)
+def evaluate_workdir(workdir: str, split: str = "test", num_skeletons: int = 8,
+                     step: int | None = None) -> dict[str, Any]:
+  """Restores the latest (or ``step``'s) checkpoint, evaluates ``split`` and writes the outputs.
+
+  Returns:
+    The summary; ``summary["step"]`` is the checkpoint step used.
+  """
+  restored = restore_latest(workdir, step=step)
   config = restored.config
   factory = loop.resolve_dataset_factory(config)
   batches = factory(config, split, process_index=jax.process_index(),
@@ -126,16 +149,19 @@ def evaluate_workdir(workdir: str, split: str = "test", num_skeletons: int = 8) 
     with open(os.path.join(out_dir, "summary.json"), "w") as f:
       json.dump({**summary, "pck_0_50_thresholds_m": curve[0].tolist(),
                  "pck_0_50": curve[1].tolist()}, f, indent=1)
+    where = os.path.join(checkpoint_lib.checkpoint_directory(workdir), str(restored.step))
+    print(f"checkpoint: step {restored.step} ({where})")
     print(format_table(summary, restored.step, split))
     print(f"Wrote {out_dir}/summary.json, pck.png, skeletons.png")
   return summary
 
 
 def predict_image(workdir: str, image_path: str, side: str = "right",
-                  output: str | None = None) -> dict[str, Any]:
-  """Runs the method of ``workdir`` on one image; writes ``<output>.json`` and ``<output>.png``."""
+                  output: str | None = None, step: int | None = None) -> dict[str, Any]:
+  """Runs the method of ``workdir`` (latest or ``step``'s checkpoint) on one image; writes
+  ``<output>.json`` and ``<output>.png`` (``checkpoint_step`` in the JSON names the step used)."""
   image, notes = images.load_rgb_image(image_path)  # Validate before the (slow) restore.
-  restored = restore_latest(workdir, devices=jax.devices()[:1])
+  restored = restore_latest(workdir, devices=jax.devices()[:1], step=step)
   spec = restored.method.input_spec.get("image")
   if spec is None or len(spec.shape) != 3 or spec.shape[-1] != 3:
     raise ValueError(f"Method {restored.method.name!r} takes no RGB image (its input_spec is "

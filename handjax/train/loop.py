@@ -28,6 +28,7 @@ from handjax.eval import plots
 from handjax.train import checkpoint as checkpoint_lib
 from handjax.train import evaluation
 from handjax.train import guards
+from handjax.train import interrupts
 from handjax.train import method as method_lib
 from handjax.train import metrics_writer
 from handjax.train import sharding as sharding_lib
@@ -162,13 +163,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   guards.check_batch_spec(sample, method.input_spec, local_bs)
   sample = sharding_lib.global_batch(sample, mesh)
 
-  ckpt = checkpoint_lib.Checkpointer(workdir, keep=config.get("keep_checkpoints", 3))
+  ckpt = checkpoint_lib.Checkpointer(workdir, keep=config.get("keep_checkpoints", 3),
+                                     cleanup_tmp=True)
   abstract, shardings = state_lib.train_state_shapes(method, config.seed, sample, mesh)
-  latest = ckpt.latest_step()
-  if latest is not None:
+  # The newest checkpoint that restores; damaged newer ones are moved aside with a warning.
+  found = checkpoint_lib.restore_newest(
+      ckpt, lambda s: (ckpt.restore_config(s), ckpt.restore(s, abstract, train_iter)),
+      move_aside=True)
+  if found is not None:
+    latest, (stored_config, state) = found
     logging.info("Resuming from checkpoint at step %d in %s.", latest, ckpt.directory)
-    _warn_config_changes(checkpoint_lib.load_config(workdir, latest), config)
-    state = ckpt.restore(latest, abstract, train_iter)
+    _warn_config_changes(stored_config, config)
   else:
     state, _ = state_lib.create_train_state(method, config.seed, sample, mesh)
     if config.get("init_from"):  # A stage run alone from the previous stage's checkpoint.
@@ -200,6 +205,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     pending.clear()
     pending_steps.clear()
 
+  signals = interrupts.StopSignals(sync_every=log_every).install()
   try:
     while step < num_steps and (stop_at_step is None or step < stop_at_step):
       batch = sharding_lib.global_batch(next(train_iter), mesh)
@@ -215,12 +221,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       pending_steps.append(step)
       pending.append(metrics)
       step += 1
-      save = _is_boundary(step, ckpt_every, num_steps) or step == stop_at_step
+      # SIGTERM/SIGINT: save this step, then stop (at the last step the run just ends).
+      stopping = signals.should_stop(step) and step < num_steps
+      save = _is_boundary(step, ckpt_every, num_steps) or step == stop_at_step or stopping
       run_eval = eval_every >= 0 and _is_boundary(step, eval_every, num_steps)
       if save or run_eval or _is_boundary(step, log_every, num_steps):
         flush()  # Before any save: a non-finite state never overwrites a good checkpoint.
       if save:
         ckpt.save(step, state, train_iter, config)
+      if stopping:
+        ckpt.wait()
+        raise interrupts.Interrupted(signals.received, step, ckpt.step_directory(step))
+      ckpt.check()  # A failed background save stops the run now, naming the last good one.
       if run_eval:
         summary = run_evaluation(method, state, config, factory, mesh)
         _write_eval(summary, step, workdir, writer)
@@ -231,6 +243,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                                       evaluation.scalar_summary(train_summary).items()})
     flush()
   finally:
+    signals.uninstall()
     ckpt.close()
     writer.close()
   return state
