@@ -15,7 +15,7 @@ from handjax.data.synthetic import poses
 from handjax.data.synthetic import render
 from handjax.data.synthetic.draws import Draws
 
-N = 4000
+N = 2000
 RES = 64
 
 
@@ -107,3 +107,21 @@ def test_styles_without_the_new_fields_draw_what_they_drew_before():
   np.testing.assert_allclose(cam.K[0, 0], 0.5 * RES / np.tan(0.5 * fov), rtol=1e-6)
   centroid = joints.mean(0)
   np.testing.assert_allclose((cam.rotation @ centroid + cam.translation)[2], depth, rtol=1e-6)
+
+
+def test_scene_stats_on_hand_computed_examples():
+  from experiments import scene_stats
+  uv = np.full((2, 21, 2), 30.0)  # every joint on the middle MCP (joint 9) ...
+  uv[0, 12] = [30.0, 10.0]  # ... but one 20 px above it: side 40
+  uv[1, 4] = [45.0, 32.0]  # 15 px right: side 30, but the joint is hidden
+  uv[1, 8] = [28.0, 36.0]  # 6 px below: side 12
+  visible = np.ones((2, 21), bool)
+  visible[1, 4] = False
+  np.testing.assert_allclose(scene_stats.crop_side_px(uv, visible), [40.0, 12.0])
+  pose = np.zeros((2, 21, 3))
+  pose[0, 9] = [0.0, -0.08, 0.0]  # straight up the image
+  pose[1, 9] = [0.08, 0.08, 0.02]  # down and to the right: 135 degrees
+  np.testing.assert_allclose(scene_stats.roll_deg(pose), [0.0, 135.0])
+  s = scene_stats.summarize([{"uv": u, "visible": v, "pose3d": p}
+                             for u, v, p in zip(uv, visible, pose)])
+  assert s["below_50px"] == 1.0 and s["roll_within_45"] == 0.5 and s["roll_within_90"] == 0.5
