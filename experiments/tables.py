@@ -45,6 +45,7 @@ from absl import flags
 import ml_collections
 import numpy as np
 
+from experiments import cli
 from experiments import table_suites
 from experiments.table_suites import Row  # pylint: disable=unused-import (re-exported)
 from experiments.table_suites import Suite
@@ -685,4 +686,4 @@ def main(argv: Sequence[str]) -> None:
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

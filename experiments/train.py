@@ -3,6 +3,11 @@ r"""Trains a method: the generic handjax loop on a config file.
     python -m experiments.train --config=experiments/configs/toy.py --workdir=/tmp/toy \
         [--config.num_steps=500 ...] [--distributed]
 
+Prints the config, a progress line every `log_every` steps and the evaluations; library INFO
+logs (orbax, grain, tfds) are shown with --log_library (experiments/cli.py). An out-of-range config
+value (batch size, steps, learning rate, fractions, image size, builder config) is one line on
+stderr and exit status 1 before any data is prepared (handjax/train/config_checks.py).
+
 Resumes automatically from the latest checkpoint in --workdir. On a cluster (SLURM, Cloud TPU, or
 JAX_COORDINATOR_ADDRESS set) or with --distributed, ``jax.distributed.initialize()`` runs first and
 every process must be started with the same flags.
@@ -10,13 +15,17 @@ every process must be started with the same flags.
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Sequence
 
 from absl import app
 from absl import flags
-from absl import logging
 from ml_collections import config_flags
+
+from experiments import cli
+
+log = logging.getLogger(__name__)  # shown by default, unlike library INFO logs (experiments/cli.py)
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Path to an ml_collections config file (experiments/configs/*.py).",
@@ -50,18 +59,20 @@ def main(argv: Sequence[str]) -> None:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   # Imported here so --help stays fast and distributed init precedes any backend use.
   from handjax import train  # pylint: disable=g-import-not-at-top
-  from handjax.train import guards, sharding  # pylint: disable=g-import-not-at-top
+  from handjax.train import config_checks, guards, sharding  # pylint: disable=g-import-not-at-top
 
   sharding.maybe_initialize_distributed(_DISTRIBUTED.value)
-  logging.info("Config:\n%s", _CONFIG.value)
+  log.info("Config:\n%s", _CONFIG.value)
   try:
     train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  except config_checks.ConfigError as e:  # Raised before any work: the message says it all.
+    sys.exit(f"error: {e}")
   except (guards.NonFiniteError, guards.DataSpecError, PermissionError, NotADirectoryError) as e:
     # Expected failures (data/config mismatch, bad workdir, divergence) get one clear line, not a
     # traceback; anything else is a bug and keeps its traceback.
-    logging.error("%s: %s", type(e).__name__, e)
+    log.error("%s: %s", type(e).__name__, e)
     sys.exit(f"error: {type(e).__name__}: {e}")
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=parse_flags)
+  cli.run(main, flags_parser=parse_flags)
