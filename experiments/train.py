@@ -58,15 +58,19 @@ def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   # Imported here so --help stays fast and distributed init precedes any backend use.
+  import jax  # pylint: disable=g-import-not-at-top
   from handjax import train  # pylint: disable=g-import-not-at-top
   from handjax.train import config_checks, guards, sharding  # pylint: disable=g-import-not-at-top
 
   sharding.maybe_initialize_distributed(_DISTRIBUTED.value)
-  log.info("Config:\n%s", _CONFIG.value)
-  try:
-    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except config_checks.ConfigError as e:  # Raised before any work: the message says it all.
+  config = _CONFIG.value
+  try:  # Before the config is printed, so that an invalid value is the one line on stderr.
+    config_checks.validate(config, jax.process_count(), jax.device_count())
+  except config_checks.ConfigError as e:
     sys.exit(f"error: {e}")
+  log.info("Config:\n%s", str(config).rstrip())
+  try:
+    train.train_and_evaluate(config, _WORKDIR.value)
   except (guards.NonFiniteError, guards.DataSpecError, PermissionError, NotADirectoryError) as e:
     # Expected failures (data/config mismatch, bad workdir, divergence) get one clear line, not a
     # traceback; anything else is a bug and keeps its traceback.
