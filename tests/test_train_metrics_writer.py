@@ -1,4 +1,4 @@
-"""TensorBoard event files (tensorboardX) read back by TensorBoard's own reader; JSON lines; progress."""
+"""TensorBoard event files (tensorboardX) read back by TensorBoard's reader; JSON lines; progress."""
 
 import json
 
