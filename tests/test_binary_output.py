@@ -125,3 +125,26 @@ def test_library_loggers_inherit_warning_and_handjax_keeps_verbosity(verbosity, 
   finally:
     for name, level in saved.items():
       logging.getLogger(name).setLevel(level)
+
+
+def test_handjax_logs_info_through_its_own_loggers():
+  """An INFO record sent through absl's logger (``absl.logging.info``) or the root logger
+  (``logging.info``) is hidden by default, like orbax's; handjax modules log INFO through
+  ``logging.getLogger(__name__)``, whose records the binaries show."""
+  import ast  # pylint: disable=g-import-not-at-top
+
+  hidden = []
+  for folder, _, files in os.walk(os.path.join(ROOT, "handjax")):
+    for name in (f for f in files if f.endswith(".py")):
+      path = os.path.join(folder, name)
+      with open(path) as f:
+        tree = ast.parse(f.read())
+      aliases = {a.asname or a.name for node in ast.walk(tree) for a in getattr(node, "names", ())
+                 if (isinstance(node, ast.ImportFrom) and node.module == "absl"
+                     and a.name == "logging")
+                 or (isinstance(node, ast.Import) and a.name == "logging")}
+      hidden += [f"{os.path.relpath(path, ROOT)}:{node.lineno}" for node in ast.walk(tree)
+                 if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                 and isinstance(node.func.value, ast.Name) and node.func.value.id in aliases
+                 and node.func.attr in ("info", "debug", "vlog", "log", "log_every_n")]
+  assert not hidden, f"INFO calls on absl's or the root logger (hidden by default): {hidden}"
