@@ -11,7 +11,8 @@ libraries through absl's ``absl`` logger or loggers of their own. All propagate 
 where absl's handler writes to stderr. :func:`quiet_library_logs` raises the root logger (which
 the others inherit their level from) to WARNING and gives the ``handjax`` logger the level of
 ``--verbosity`` (INFO by default), so ``--verbosity=-1`` silences handjax's INFO lines too.
-absl's ``--logger_levels=name:LEVEL,...`` still sets single loggers.
+absl's ``--logger_levels=name:LEVEL,...`` still sets the loggers it names (``absl:INFO``: the INFO
+records of orbax, grain and tfds, which all log through absl's logger).
 """
 
 from __future__ import annotations
@@ -32,20 +33,32 @@ _LOG_LIBRARY = flags.DEFINE_bool(
 OWN_LOGGERS = ("handjax", "experiments", "__main__")
 
 
-def quiet_library_logs(show_library: bool = False) -> None:
-  """Library records below WARNING are dropped; handjax's keep absl's ``--verbosity`` level.
+def verbosity_level() -> int:
+  """absl's ``--verbosity`` as a python logging level (0 -> INFO, 1 -> DEBUG, -1 -> WARNING)."""
+  value = flags.FLAGS["verbosity"].value
+  if value <= absl_logging.converter.ABSL_DEBUG:
+    return absl_logging.converter.absl_to_standard(value)
+  return logging.DEBUG - (value - 1)  # vlog levels, as absl maps them
 
-  Call after absl parsed the flags (``run`` does); absl has then set the root level to
-  ``--verbosity`` (INFO unless given).
+
+def quiet_library_logs(level: int, show_library: bool = False) -> None:
+  """Library records below WARNING are dropped; handjax's keep ``level``.
 
   Args:
-    show_library: keep every logger at ``--verbosity`` (``--log_library``).
+    level: the python level of ``--verbosity`` (INFO unless given).
+    show_library: keep every logger at ``level`` (``--log_library``).
   """
-  level = absl_logging.get_absl_logger().getEffectiveLevel()  # --verbosity as a python level
   for name in OWN_LOGGERS:
     logging.getLogger(name).setLevel(level)
-  if not show_library and level > logging.DEBUG:
-    logging.getLogger().setLevel(max(level, logging.WARNING))
+  quiet = not show_library and level > logging.DEBUG
+  logging.getLogger().setLevel(max(level, logging.WARNING) if quiet else level)
+  # absl's logger (orbax, grain, tfds) inherits the root's level, even where a library called
+  # absl.logging.set_verbosity when imported.
+  absl_logging.get_absl_logger().setLevel(logging.NOTSET)
+  # absl's --logger_levels=name:LEVEL,... still decides for the loggers it names.
+  if "logger_levels" in flags.FLAGS:
+    for name, named_level in flags.FLAGS["logger_levels"].value.items():
+      logging.getLogger(name).setLevel(named_level)
 
 
 def run(main: Callable[[Sequence[str]], None],
@@ -53,7 +66,7 @@ def run(main: Callable[[Sequence[str]], None],
   """``absl.app.run(main)`` with library logs quietened (``--log_library`` restores them)."""
 
   def quiet_main(argv: Sequence[str]) -> None:
-    quiet_library_logs(_LOG_LIBRARY.value)
+    quiet_library_logs(verbosity_level(), _LOG_LIBRARY.value)
     main(argv)
 
   if flags_parser is None:

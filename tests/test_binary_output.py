@@ -112,11 +112,11 @@ def test_an_invalid_value_is_one_line_and_exit_1_before_any_work(tmp_path):
 ])
 def test_library_loggers_inherit_warning_and_handjax_keeps_verbosity(verbosity, show_library, root,
                                                                      own):
-  names = ("", *cli.OWN_LOGGERS)
+  names = ("", "absl", *cli.OWN_LOGGERS)
   saved = {name: logging.getLogger(name).level for name in names}
   try:
-    logging.getLogger().setLevel(verbosity)  # as absl sets it from --verbosity
-    cli.quiet_library_logs(show_library)
+    logging.getLogger("absl").setLevel(logging.INFO)  # as absl.logging.set_verbosity would
+    cli.quiet_library_logs(verbosity, show_library)
     assert logging.getLogger().level == root
     for name in ("orbax.checkpoint", "absl", "jax._src.xla_bridge", "grain"):
       assert logging.getLogger(name).getEffectiveLevel() == root, name
