@@ -14,6 +14,7 @@ from typing import Sequence
 from absl import app
 from absl import flags
 
+from experiments import cli
 from experiments.bench import SUITES
 from experiments.bench import timing
 
@@ -56,4 +57,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -35,6 +35,8 @@ from absl import app
 from absl import flags
 import numpy as np
 
+from experiments import cli
+
 METHODS = ("semihand", "dual_modality")
 
 
@@ -179,4 +181,4 @@ def main(argv: Sequence[str]) -> None:
 
 if __name__ == "__main__":
   _define_flags()
-  app.run(main)
+  cli.run(main)

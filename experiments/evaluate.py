@@ -18,6 +18,8 @@ from typing import Sequence
 from absl import app
 from absl import flags
 
+from experiments import cli
+
 _WORKDIR = flags.DEFINE_string("workdir", None, "Workdir of a training run.")
 _SPLIT = flags.DEFINE_string("split", "test", "Split to evaluate.")
 _NUM_SKELETONS = flags.DEFINE_integer("num_skeletons", 8, "Examples in the skeleton grid.")
@@ -40,4 +42,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

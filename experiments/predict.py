@@ -23,6 +23,8 @@ from typing import Sequence
 from absl import app
 from absl import flags
 
+from experiments import cli
+
 _WORKDIR = flags.DEFINE_string("workdir", None, "Workdir of a trained run (latest checkpoint used).")
 _IMAGE = flags.DEFINE_string("image", None, "Path of an RGB image (PNG, JPEG, ...).")
 _SIDE = flags.DEFINE_enum("side", "right", ["right", "left"], "Which hand the image shows.")
@@ -51,4 +53,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -18,6 +18,7 @@ from absl import app
 from absl import flags
 import numpy as np
 
+from experiments import cli
 from handjax.data import pipeline
 
 _DATASET = flags.DEFINE_string("dataset", "synthetic_hands", "tfds builder name.")
@@ -103,4 +104,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

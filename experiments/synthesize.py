@@ -53,6 +53,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from experiments import cli
+
 MODES: dict[str, tuple[str, ...]] = {
     "crossmodal_vae": ("walk", "sample", "coherence"),
     "aligned_latents": ("interpolate",),
@@ -776,4 +778,4 @@ def main(argv: Sequence[str]) -> None:
 
 if __name__ == "__main__":
   _define_flags()
-  app.run(main)
+  cli.run(main)

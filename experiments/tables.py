@@ -45,6 +45,7 @@ from absl import flags
 import ml_collections
 import numpy as np
 
+from experiments import cli
 from experiments import table_suites
 from experiments.table_suites import Row  # pylint: disable=unused-import (re-exported)
 from experiments.table_suites import Suite
@@ -733,6 +734,7 @@ def main(argv: Sequence[str]) -> None:
     for row in suite.rows:
       print(f"{row.name:24s} {row.config:32s} {row.label}")
     return
+  from handjax.train import config_checks  # pylint: disable=g-import-not-at-top
   for row in suite.rows:
     if f.rows and row.name not in f.rows:
       continue
@@ -742,7 +744,10 @@ def main(argv: Sequence[str]) -> None:
     steps = row_steps(row, suite, f.steps)
     print(f"=== {row.name}: {row.label} ({row.config}, {steps} steps)", flush=True)
     trunk = next(r for r in suite.rows if r.name == row.trunk) if row.trunk else None
-    result = run_row(row, f.workdir, steps, f.data_dir, f.refresh_metrics, trunk)
+    try:
+      result = run_row(row, f.workdir, steps, f.data_dir, f.refresh_metrics, trunk)
+    except config_checks.ConfigError as e:  # e.g. --steps=0; raised before the row does any work
+      sys.exit(f"error: row {row.name}: {e}")
     print(f"=== {row.name}: mean EPE {result['mean_epe_mm']:.1f} mm "
           f"({result['wall_s'] / 60:.1f} min)", flush=True)
     write_suite(f.suite, suite, f.workdir, f.steps, f.results)
@@ -751,4 +756,4 @@ def main(argv: Sequence[str]) -> None:
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

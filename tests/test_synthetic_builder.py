@@ -122,3 +122,44 @@ def test_grouped_config_stores_content_groups(tmp_path):
   assert not np.allclose(source["test"][0]["pose3d"], source["train"][0]["pose3d"])
   with pytest.raises(ValueError, match="group_size=3 must divide"):
     synthetic_hands._config("bad", 32, 16, 8, batch_size=8, group_size=3)
+
+
+# --- Progress while rendering (issue 19) ---------------------------------------------------------
+
+
+def test_render_progress_lines_with_a_fake_clock():
+  times = iter([100.0, 130.0, 131.0, 135.0, 142.0, 160.0])
+  progress = synthetic_hands.RenderProgress("synthetic_hands/x", "train", 1000, every_s=10.0,
+                                            clock=lambda: next(times))
+  assert progress.start_line(64) == "synthetic_hands/x train: rendering 1000 examples at 64 px"
+  # First batch at once (30 s, compile included): 64 / 30 = 2.1 examples/s, 936 left = 438.75 s.
+  assert progress.update(64) == ("synthetic_hands/x train: 64/1000 examples (6%), 2.1 examples/s, "
+                                 "ETA 00:07:19")
+  assert progress.update(128) is None  # 1 s after the last line
+  assert progress.update(192) is None  # 5 s
+  # 12 s after the last line; the rate leaves out the first batch: (256 - 64) / (142 - 130) = 16.
+  assert progress.update(256) == ("synthetic_hands/x train: 256/1000 examples (26%), 16.0 "
+                                  "examples/s, ETA 00:00:46")
+  # The last batch always reports: (1000 - 64) / (160 - 130) = 31.2; 60 s since the start.
+  assert progress.update(1000) == ("synthetic_hands/x train: 1000/1000 examples (100%), 31.2 "
+                                   "examples/s, done in 00:01:00")
+
+
+def test_tiny_preparation_reports_progress(prepared, tmp_path, monkeypatch, caplog):
+  """Same rendering as `prepared` (compiled already), into a new data_dir; 4 s per clock read."""
+  del prepared
+  ticks = iter(range(0, 1000, 4))
+  monkeypatch.setattr(synthetic_hands, "_clock", lambda: float(next(ticks)))
+  caplog.set_level("INFO", logger="handjax")
+  builder = tfds.builder("synthetic_hands/tiny", data_dir=str(tmp_path))
+  builder.download_and_prepare(file_format="array_record")
+  lines = [r.getMessage() for r in caplog.records if r.name == synthetic_hands.__name__]
+  # train: clock 0 at the start, 4 after the first shard (8 of 16: first line), 8 at the end
+  # (rate after the first line: 8 / 4 s); test: 12 at the start, 16 after its one shard.
+  assert lines == [
+      "synthetic_hands/tiny train: rendering 16 examples at 32 px",
+      "synthetic_hands/tiny train: 8/16 examples (50%), 2.0 examples/s, ETA 00:00:04",
+      "synthetic_hands/tiny train: 16/16 examples (100%), 2.0 examples/s, done in 00:00:08",
+      "synthetic_hands/tiny test: rendering 8 examples at 32 px",
+      "synthetic_hands/tiny test: 8/8 examples (100%), 2.0 examples/s, done in 00:00:04",
+  ]

@@ -19,9 +19,9 @@ import numpy as np
 from handjax.eval import plots
 from handjax.hand import skeleton
 from handjax.train import checkpoint as checkpoint_lib
+from handjax.train import datasets
 from handjax.train import evaluation
 from handjax.train import images
-from handjax.train import loop
 from handjax.train import method as method_lib
 from handjax.train import sharding as sharding_lib
 from handjax.train import state as state_lib
@@ -127,7 +127,7 @@ def evaluate_workdir(workdir: str, split: str = "test", num_skeletons: int = 8,
   """
   restored = restore_latest(workdir, step=step)
   config = restored.config
-  factory = loop.resolve_dataset_factory(config)
+  factory = datasets.resolve_dataset_factory(config)
   batches = factory(config, split, process_index=jax.process_index(),
                     process_count=jax.process_count(), seed=config.seed)
   out = evaluation.predict_split(restored.method, restored.state.params, restored.state.model_state,

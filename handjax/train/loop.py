@@ -16,16 +16,18 @@ parameters as an uninterrupted run.
 from __future__ import annotations
 
 import json
+import logging
 import os
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
-from absl import logging
 import jax
 import ml_collections
 import numpy as np
 
 from handjax.eval import plots
 from handjax.train import checkpoint as checkpoint_lib
+from handjax.train import config_checks
+from handjax.train import datasets
 from handjax.train import evaluation
 from handjax.train import guards
 from handjax.train import interrupts
@@ -35,35 +37,11 @@ from handjax.train import sharding as sharding_lib
 from handjax.train import state as state_lib
 from handjax.train import warm_start
 
-DatasetFactory = Callable[..., Any]
-
-
-def resolve_dataset_factory(config: ml_collections.ConfigDict) -> DatasetFactory:
-  """The dataset factory for ``config.data.source``.
-
-  ``'toy'``: the in-memory toy data of :mod:`handjax.train.toy`. ``'domains'``: labelled source +
-  unlabelled target batches (:func:`handjax.data.domains.make_mixed_dataset`; SemiHand and the
-  dual-modality network). Otherwise ``config.data`` is a
-  ``handjax.data.pipeline.default_data_config()`` block, read by ``pipeline.make_dataset`` with the
-  experiment's global ``config.batch_size`` (one batch size per run, not two that can disagree).
-  """
-  source = config.data.get("source", "pipeline")
-  if source == "toy":
-    from handjax.train import toy  # pylint: disable=g-import-not-at-top
-    return toy.toy_dataset
-  if source == "domains":
-    from handjax.data import domains  # pylint: disable=g-import-not-at-top
-    return domains.make_mixed_dataset
-  from handjax.data import pipeline  # pylint: disable=g-import-not-at-top
-
-  def factory(cfg: ml_collections.ConfigDict, split: str, **kwargs: Any) -> Any:
-    data_config = ml_collections.ConfigDict(cfg.data.to_dict())
-    data_config.batch_size = cfg.batch_size
-    if split == "train":  # The trainer's role name -> the config's split (e.g. "train[:10%]").
-      split = data_config.get("train_split", "train")
-    return pipeline.make_dataset(data_config, split, **kwargs)
-
-  return factory
+# Moved to handjax.train.datasets (inference needs it without importing the loop); kept here for
+# the callers of loop.resolve_dataset_factory.
+DatasetFactory = datasets.DatasetFactory
+resolve_dataset_factory = datasets.resolve_dataset_factory
+log = logging.getLogger(__name__)  # "handjax.*": shown by the binaries, unlike library INFO logs.
 
 
 def _warn_config_changes(stored: ml_collections.ConfigDict,
@@ -75,8 +53,8 @@ def _warn_config_changes(stored: ml_collections.ConfigDict,
   keys = flat_old.keys() | flat_new.keys()
   changed = sorted(k for k in keys if flat_old.get(k) != flat_new.get(k))
   if changed:
-    logging.warning("Resuming with a config that differs from the checkpoint's in: %s",
-                    ", ".join(f"{k} ({flat_old.get(k)!r} -> {flat_new.get(k)!r})" for k in changed))
+    log.warning("Resuming with a config that differs from the checkpoint's in: %s",
+                ", ".join(f"{k} ({flat_old.get(k)!r} -> {flat_new.get(k)!r})" for k in changed))
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -113,10 +91,10 @@ def _write_eval(summary: dict[str, Any], step: int, workdir: str,
                 writer: metrics_writer.MetricWriter) -> None:
   """Eval scalars to the writer, a log line, and (process 0) the PCK curve PNG."""
   writer.write_scalars(step, evaluation.scalar_summary(summary))
-  logging.info("eval @ step %d: mean EPE %.2f mm (mean-pose baseline %.2f mm), AUC(20-50 mm) %.3f "
-               "over %d examples", step, summary["mean_epe_mm"],
-               summary.get("mean_pose_epe_mm", float("nan")), summary["auc_20_50"],
-               summary["num_examples"])
+  log.info("eval @ step %d: mean EPE %.2f mm (mean-pose baseline %.2f mm), AUC(20-50 mm) %.3f "
+           "over %d examples", step, summary["mean_epe_mm"],
+           summary.get("mean_pose_epe_mm", float("nan")), summary["auc_20_50"],
+           summary["num_examples"])
   if jax.process_index() != 0:
     return
   plots.plot_pck({"model": summary["pck_0_50"]},
@@ -144,8 +122,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     The final train state (replicated global arrays).
 
   Raises:
+    config_checks.ConfigError: a config value is out of range (checked before any work starts).
     guards.NonFiniteError: a step produced a non-finite loss, loss term or gradient.
   """
+  mesh_devices = jax.devices() if devices is None else list(devices)
+  config_checks.validate(config, len({d.process_index for d in mesh_devices}), len(mesh_devices))
   workdir = guards.prepare_workdir(workdir)
   is_chief = jax.process_index() == 0
   mesh = sharding_lib.make_mesh(devices)
@@ -172,7 +153,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       move_aside=True)
   if found is not None:
     latest, (stored_config, state) = found
-    logging.info("Resuming from checkpoint at step %d in %s.", latest, ckpt.directory)
+    log.info("Resuming from checkpoint at step %d in %s.", latest, ckpt.directory)
     _warn_config_changes(stored_config, config)
   else:
     state, _ = state_lib.create_train_state(method, config.seed, sample, mesh)

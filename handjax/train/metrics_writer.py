@@ -1,111 +1,50 @@
 """Metric output without TensorFlow: JSON lines, TensorBoard event files and a console progress line.
 
-clu's ``metric_writers`` import TensorFlow for their TensorBoard writer, and neither ``tensorboard``
-nor ``tensorboardX`` is a dependency, so TensorBoard scalars are written by a small TFRecord +
-protobuf encoder (:class:`TensorBoardWriter`): a file of records
-``uint64 length | uint32 masked_crc32c(length) | Event proto | uint32 masked_crc32c(data)``
-whose ``Event`` messages carry ``wall_time`` (field 1, double), ``step`` (field 2, int64) and either
-``file_version`` (field 3) or a ``Summary`` (field 5) of ``Value{tag=1, simple_value=2}`` entries —
-the format ``tensorboard`` reads. Only process 0 writes.
+TensorBoard scalars are written with tensorboardX (maintained, TensorFlow-free): its
+``EventsWriter`` names the file ``events.out.tfevents.<time>.<host>``, writes the
+``file_version`` event and frames every ``Event`` proto as a TFRecord with CRC-32C. Each
+``write_scalars`` call is one ``Event`` whose ``Summary`` holds every scalar of that step as a
+``simple_value``. The synchronous ``EventsWriter`` is used rather than ``SummaryWriter``: the
+latter's ``flush()`` does not drain its background queue, so a run killed after a flush could
+lose its last scalars, and its ``add_scalar`` writes one event per scalar and logs a warning for
+every NaN (a NaN eval metric is a legitimate value here). Only process 0 writes.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
-import socket
-import struct
 import time
 from typing import Mapping
 
-from absl import logging
 import numpy as np
+from tensorboardX.event_file_writer import EventsWriter
+from tensorboardX.proto import event_pb2
+from tensorboardX.proto import summary_pb2
 
-
-def _crc32c_table() -> list[int]:
-  table = []
-  for i in range(256):
-    c = i
-    for _ in range(8):
-      c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-    table.append(c)
-  return table
-
-
-_CRC_TABLE = _crc32c_table()
-
-
-def crc32c(data: bytes) -> int:
-  """CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), as used by TFRecord."""
-  crc = 0xFFFFFFFF
-  for b in data:
-    crc = _CRC_TABLE[(crc ^ b) & 0xFF] ^ (crc >> 8)
-  return crc ^ 0xFFFFFFFF
-
-
-def masked_crc32c(data: bytes) -> int:
-  """TFRecord's masked CRC: ``rotate_right(crc, 15) + 0xa282ead8`` (mod 2^32)."""
-  crc = crc32c(data)
-  return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
-
-
-def _varint(n: int) -> bytes:
-  out = bytearray()
-  n &= (1 << 64) - 1
-  while True:
-    byte = n & 0x7F
-    n >>= 7
-    if n:
-      out.append(byte | 0x80)
-    else:
-      out.append(byte)
-      return bytes(out)
-
-
-def _length_delimited(field: int, payload: bytes) -> bytes:
-  return _varint(field << 3 | 2) + _varint(len(payload)) + payload
-
-
-def encode_event(step: int, wall_time: float, scalars: Mapping[str, float] | None = None,
-                 file_version: str | None = None) -> bytes:
-  """Serialised ``tensorboard.Event`` with a scalar ``Summary`` or a ``file_version``."""
-  out = _varint(1 << 3 | 1) + struct.pack("<d", wall_time) + _varint(2 << 3 | 0) + _varint(step)
-  if file_version is not None:
-    out += _length_delimited(3, file_version.encode())
-  if scalars:
-    values = b"".join(
-        _length_delimited(1, _length_delimited(1, tag.encode()) + _varint(2 << 3 | 5)
-                          + struct.pack("<f", float(v)))
-        for tag, v in scalars.items())
-    out += _length_delimited(5, values)
-  return out
-
-
-def tfrecord(data: bytes) -> bytes:
-  """One TFRecord frame around ``data``."""
-  length = struct.pack("<Q", len(data))
-  return (length + struct.pack("<I", masked_crc32c(length)) + data
-          + struct.pack("<I", masked_crc32c(data)))
+log = logging.getLogger(__name__)
 
 
 class TensorBoardWriter:
-  """Appends scalar events to ``<logdir>/events.out.tfevents.<time>.<host>``."""
+  """Appends scalar events to ``<logdir>/events.out.tfevents.<time>.<host>`` (tensorboardX)."""
 
   def __init__(self, logdir: str):
     os.makedirs(logdir, exist_ok=True)
-    name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}"
-    self.path = os.path.join(logdir, name)
-    self._file = open(self.path, "ab")
-    self._file.write(tfrecord(encode_event(0, time.time(), file_version="brain.Event:2")))
+    self.logdir = logdir
+    self._writer = EventsWriter(os.path.join(logdir, "events"))
 
   def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
-    self._file.write(tfrecord(encode_event(step, time.time(), scalars=scalars)))
+    summary = summary_pb2.Summary(value=[
+        summary_pb2.Summary.Value(tag=tag, simple_value=float(v)) for tag, v in scalars.items()])
+    self._writer.write_event(event_pb2.Event(wall_time=time.time(), step=int(step),
+                                             summary=summary))
 
   def flush(self) -> None:
-    self._file.flush()
+    self._writer.flush()
 
   def close(self) -> None:
-    self._file.close()
+    self._writer.close()
 
 
 class MetricWriter:
@@ -158,4 +97,4 @@ class Progress:
             f"{rate * self.batch_size:.1f} examples/s  ETA {eta_text}")
 
   def report(self, step: int, loss: float) -> None:
-    logging.info("%s", self.line(step, loss))
+    log.info("%s", self.line(step, loss))

@@ -9,15 +9,16 @@ since JAX 0.8, implemented on top of jit/shard_map).
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any, Mapping, Sequence
 
-from absl import logging
 import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
 
 DATA_AXIS = "data"
+log = logging.getLogger(__name__)
 
 # Environment variables by which a cluster launcher asks for a multi-process run.
 _CLUSTER_ENV = ("JAX_COORDINATOR_ADDRESS", "COORDINATOR_ADDRESS", "SLURM_NTASKS",
@@ -39,8 +40,8 @@ def maybe_initialize_distributed(force: bool = False) -> bool:
   if jax.distributed.is_initialized():
     return True
   jax.distributed.initialize()
-  logging.info("jax.distributed initialised: process %d of %d, %d global devices.",
-               jax.process_index(), jax.process_count(), jax.device_count())
+  log.info("jax.distributed initialised: process %d of %d, %d global devices.",
+           jax.process_index(), jax.process_count(), jax.device_count())
   return True
 
 

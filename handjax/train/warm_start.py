@@ -11,14 +11,16 @@ shapes is an error (a different network, not a warm start).
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from absl import logging
 import jax
 
+from handjax.train import inference
 from handjax.train import state as state_lib
 
 PyTree = Any
+log = logging.getLogger(__name__)
 
 
 def _by_path(tree: PyTree) -> dict[str, Any]:
@@ -62,14 +64,12 @@ def init_from(state: state_lib.TrainState, source_workdir: str, mesh: jax.shardi
     FileNotFoundError: `source_workdir` has no checkpoint.
     ValueError: no parameter matched, or a matching path has another shape.
   """
-  from handjax.train import inference  # pylint: disable=g-import-not-at-top  (imports the loop)
-
   source = inference.restore_latest(source_workdir, devices=list(mesh.devices.flat)).state
   params, loaded, kept = merge_matching(state.params, source.params, "params")
   if not loaded:
     raise ValueError(f"init_from: no parameter of {source_workdir} matches this model (its "
                      f"parameters: {sorted(_by_path(source.params))[:5]}...)")
   model_state, _, _ = merge_matching(state.model_state, source.model_state, "model_state")
-  logging.info("init_from %s: loaded %d parameter arrays, kept %d freshly initialised: %s",
-               source_workdir, len(loaded), len(kept), kept)
+  log.info("init_from %s: loaded %d parameter arrays, kept %d freshly initialised: %s",
+           source_workdir, len(loaded), len(kept), kept)
   return state.replace(params=params, model_state=model_state)

@@ -16,14 +16,21 @@ Tensors are stored raw (floats) or zlib-compressed (images, masks, depth), so re
 and no TensorFlow. tfds writes into an `incomplete.*` directory and renames it when every split is
 done, so an interrupted preparation leaves nothing half-written behind, and calling
 `download_and_prepare` again on a prepared dataset does nothing.
+
+Rendering takes minutes (default_128: about seven on a 2-core CPU), so it reports progress through
+the `handjax.data.builders.synthetic_hands` logger at INFO, which the binaries show: a line when a
+split starts, after its first batch, then every ~10 s and when it is done, with examples done,
+examples/s and ETA (`RenderProgress`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import sys
-from typing import Iterator
+import time
+from typing import Callable, Iterator
 
 from etils import epath
 import numpy as np
@@ -34,6 +41,55 @@ from handjax.data.synthetic import groups
 from handjax.hand import skeleton
 
 _ZLIB = tfds.features.Encoding.ZLIB
+log = logging.getLogger(__name__)
+_clock = time.perf_counter  # The builder's progress clock (a test replaces it).
+
+
+def _clock_text(seconds: float) -> str:
+  seconds = int(round(seconds))
+  return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class RenderProgress:
+  """Progress lines of one split's rendering: examples done, examples/s and ETA.
+
+  ``update(done)`` returns a line after the first batch (so a rate shows within seconds), then
+  once ``every_s`` seconds have passed since the last line, and always when the split is done;
+  otherwise None. The rate after the first line leaves out the first batch, whose time includes
+  compiling the renderer, so the ETA is not inflated by it.
+  """
+
+  def __init__(self, name: str, split: str, total: int, every_s: float = 10.0,
+               clock: Callable[[], float] = time.perf_counter):
+    self.prefix = f"{name} {split}"
+    self.total = total
+    self.every_s = every_s
+    self._clock = clock
+    self._start = clock()
+    self._first: tuple[int, float] | None = None  # (done, time) at the first batch
+    self._last_line = self._start
+
+  def start_line(self, resolution: int) -> str:
+    return f"{self.prefix}: rendering {self.total} examples at {resolution} px"
+
+  def update(self, done: int) -> str | None:
+    now = self._clock()
+    finished = done >= self.total
+    if self._first is not None and not finished and now - self._last_line < self.every_s:
+      return None
+    if self._first is None:
+      self._first = (done, now)
+      rate = done / max(now - self._start, 1e-9)
+    elif done > self._first[0] and now > self._first[1]:
+      rate = (done - self._first[0]) / (now - self._first[1])
+    else:
+      rate = done / max(now - self._start, 1e-9)
+    self._last_line = now
+    head = (f"{self.prefix}: {done}/{self.total} examples ({100 * done / self.total:.0f}%), "
+            f"{rate:.1f} examples/s")
+    if finished:
+      return f"{head}, done in {_clock_text(now - self._start)}"
+    return f"{head}, ETA {_clock_text((self.total - done) / rate)}"
 
 
 @dataclasses.dataclass(eq=False)
@@ -166,8 +222,16 @@ class SyntheticHands(tfds.core.ShardBasedBuilder):
     }
 
   def _generate_examples(self, split: str, begin: int, end: int) -> Iterator[tuple[int, dict]]:
-    """Examples begin .. end-1 of `split`, rendered in full batches of `batch_size`."""
+    """Examples begin .. end-1 of `split`, rendered in full batches of `batch_size`.
+
+    Shards are generated in order in this process (tfds without Beam), so one `RenderProgress`
+    per split, made when its first shard starts, follows the whole split.
+    """
     cfg = self.builder_config
+    if begin == 0:
+      total = cfg.num_train if split == "train" else cfg.num_test
+      self._progress = RenderProgress(f"synthetic_hands/{cfg.name}", split, total, clock=_clock)
+      log.info("%s", self._progress.start_line(cfg.resolution))
     for start in range(begin, end, cfg.batch_size):
       # Always full batches (one compilation); the surplus of the last one is dropped.
       if cfg.group_size:
@@ -182,3 +246,6 @@ class SyntheticHands(tfds.core.ShardBasedBuilder):
         example = {k: v[i] for k, v in batch.items()}
         example["index"] = start + i
         yield start + i, example
+      progress = getattr(self, "_progress", None)
+      if progress is not None and (line := progress.update(min(start + cfg.batch_size, end))):
+        log.info("%s", line)
