@@ -14,6 +14,8 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from absl import app
+
+from experiments import cli
 from absl import flags
 import numpy as np
 
@@ -68,4 +70,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

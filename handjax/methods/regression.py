@@ -50,21 +50,13 @@ class PoseRegressor(nn.Module):
   width: float = 1.0
   hidden: Sequence[int] = ()
   stage_sizes: tuple[int, int, int, int] | None = None
-  # False: global average pooling (the papers' encoders); True: the last feature map flattened,
-  # which keeps where in the crop each feature fired (a 2 x 2 map at 64 px input).
-  flatten: bool = False
 
   @nn.compact
   def __call__(self, image: jax.Array, train: bool, extra: jax.Array | None = None) -> jax.Array:
     """image (B, H, W, 3), extra optional (B, E) -> normalised pose (B, 21, 3)."""
     if image.ndim != 4 or image.shape[-1] != 3:
       raise ValueError(f"PoseRegressor expects RGB images (B, H, W, 3), got {image.shape}.")
-    backbone = ResNet(self.depth, self.width, stage_sizes=self.stage_sizes, name="backbone")
-    if self.flatten:
-      _, maps = backbone(image, train, return_stages=True)
-      h = jnp.reshape(maps[-1], (image.shape[0], -1))
-    else:
-      h = backbone(image, train)
+    h = ResNet(self.depth, self.width, stage_sizes=self.stage_sizes, name="backbone")(image, train)
     if extra is not None:
       h = jnp.concatenate([h, extra.astype(h.dtype)], axis=-1)
     out = MLP(tuple(self.hidden) + (NUM_JOINTS * 3,), name="head")(h)
@@ -75,7 +67,7 @@ def build_network(config: ml_collections.ConfigDict) -> PoseRegressor:
   m = config.model
   sizes = tuple(m.get("resnet_stage_sizes", ()) or ()) or None
   return PoseRegressor(depth=m.resnet_depth, width=m.resnet_width, hidden=tuple(m.head_hidden),
-                       stage_sizes=sizes, flatten=bool(m.get("flatten_features", False)))
+                       stage_sizes=sizes)
 
 
 def pose_target(batch: common.Batch, config: ml_collections.ConfigDict) -> jax.Array:
@@ -168,7 +160,6 @@ def default_config() -> ml_collections.ConfigDict:
   c.model.resnet_width = 1.0
   c.model.resnet_stage_sizes = ()
   c.model.head_hidden = ()
-  c.model.flatten_features = False  # True: flatten the last feature map instead of pooling it
 
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.name = "adam"
