@@ -254,6 +254,7 @@ _CURVES = (("eval_every", 500), ("eval_train_split", "train[:400]"))
 TRAIN_COLUMNS: tuple[Column, ...] = DEFAULT_COLUMNS + (
     ("train EPE", "train_mean_epe_mm", ".1f"),
     ("EPE / baseline", "epe_over_baseline", ".2f"),
+    ("2D error of the projected prediction (px)", "projected_2d_px", ".2f"),
 )
 
 
@@ -290,6 +291,8 @@ def _diagnostic_rows() -> list[Row]:
         ("data.augment.translate", 0.1)), "augmentation"),
       ("train_1000", "regressor, 1000 training examples", reg,
        (("data.train_split", "train[:1000]"),), "data size"),
+      ("lift_2d", "ground-truth 2D keypoints -> 3D (Spurr 2D->3D Var. 1): the 2D-only floor",
+       "spurr_2d_to_3d.py:1", (), "depth ambiguity"),
       ("vae", "cross-modal VAE (quickstart: beta 0.1, latent 32)", vae, (), "vae"),
       ("vae_warmup", "cross-modal VAE, beta warmed up over 1000 steps", vae,
        (("beta_warmup_steps", 1000),), "vae"),

@@ -369,6 +369,34 @@ def _domain_extras(restored: Any, batches: Sequence[dict[str, np.ndarray]]) -> d
   return out
 
 
+def projected_2d_errors(pred_rel: np.ndarray, labels: dict[str, np.ndarray],
+                        root_joint: int, image_size: int) -> dict[str, float]:
+  """2D error of a root-relative 3D prediction placed at the true root and projected with K.
+
+  What a 3D prediction says about the image: uv_hat = pi(K (pred + P_root)). Returns the mean
+  pixel error over visible joints (``projected_2d_px``) and 2D PCK@0.05 of the image side
+  (``projected_pck2d_005``), comparable with the 2.5D methods' ``target_pck2d_005``.
+  """
+  from handjax.hand import viewpoint  # pylint: disable=g-import-not-at-top
+  gt = labels["pose3d"]
+  cam = pred_rel - pred_rel[:, root_joint:root_joint + 1] + gt[:, root_joint:root_joint + 1]
+  uv = np.asarray(viewpoint.project(cam, labels["K"]))
+  visible = labels.get("visible", np.ones(uv.shape[:2], bool)).astype(bool)
+  err = np.linalg.norm(uv - labels["uv"], axis=-1)
+  return {"projected_2d_px": float(err[visible].mean()),
+          "projected_pck2d_005": pck_2d_at(uv, labels["uv"], visible, image_size)}
+
+
+def _projected_extras(restored: Any, batches: Sequence[dict[str, np.ndarray]]) -> dict[str, float]:
+  """RGB -> 3D models: `projected_2d_errors` on the test split (how much is 2D localisation)."""
+  config = restored.config
+  if config.get("input_modality", "image") != "image":
+    return {}
+  pred = predict_outputs(restored, batches, ("pose3d",))["pose3d"]
+  return projected_2d_errors(pred, _labels(batches, ("pose3d", "uv", "K", "visible")),
+                             int(config.data.root_joint), int(config.data.image_size))
+
+
 def _pck_2d(restored: Any, batches: Sequence[dict[str, np.ndarray]],
             predict_uv: Callable[..., dict[str, Any]]) -> float:
   uv = predict_outputs(restored, batches, ("uv",), predict_uv)["uv"]
@@ -394,7 +422,8 @@ def _test_batches(config: ml_collections.ConfigDict, split: str = "test"
                                    process_count=jax.process_count(), seed=config.seed)]
 
 
-EXTRAS = {"dvae": _dvae_extras, "semihand": _domain_extras, "dual_modality": _domain_extras}
+EXTRAS = {"dvae": _dvae_extras, "semihand": _domain_extras, "dual_modality": _domain_extras,
+          "regression": _projected_extras, "crossmodal_vae": _projected_extras}
 
 
 def eval_data_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

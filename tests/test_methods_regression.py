@@ -111,7 +111,7 @@ def test_a_few_compiled_train_steps_fit_a_fixed_batch():
     state, metrics = step(state, batch, True)
     losses.append(float(metrics["loss"]))
   assert np.all(np.isfinite(losses))
-  assert losses[-1] < 0.3 * losses[0], losses
+  assert losses[-1] < 0.6 * losses[0], losses
   # The trained prediction is closer to the labels than the mean pose of the batch.
   pred = np.asarray(method.predict(state.params, state.model_state, jax.device_get(batch))["pose3d"])
   gt = np.asarray(batch["pose3d"]) - np.asarray(batch["pose3d"])[:, :1]

@@ -486,3 +486,24 @@ def test_learning_curve_reads_test_and_train_evaluations(tmp_path):
   curves = tables.learning_curve(str(tmp_path))
   assert curves == {"test": [(500, 60.0), (1000, 50.0)], "train": [(500, 55.0), (1000, 41.5)]}
   assert tables.learning_curve(str(tmp_path / "missing")) == {"test": [], "train": []}
+
+
+def test_projected_2d_errors_by_hand():
+  K = np.array([[100.0, 0.0, 32.0], [0.0, 100.0, 32.0], [0.0, 0.0, 1.0]])
+  gt = np.zeros((2, 21, 3))
+  gt[..., 2] = 0.5
+  gt[:, 1:, 0] = np.linspace(0.01, 0.1, 20)
+  uv = gt[..., :2] / gt[..., 2:] * 100.0 + 32.0
+  labels = {"pose3d": gt, "uv": uv, "K": np.stack([K, K]), "visible": np.ones((2, 21), bool)}
+  rel = gt - gt[:, :1]
+  exact = tables.projected_2d_errors(rel, labels, root_joint=0, image_size=64)
+  assert exact["projected_2d_px"] < 1e-5 and exact["projected_pck2d_005"] == 1.0
+  # Example 1 is 1 cm off in x at 0.5 m: 100 * 0.01 / 0.5 = 2 px on every joint but the root
+  # (the root is placed at the truth); a hidden joint does not count.
+  shifted = rel.copy()
+  shifted[1, 1:, 0] += 0.01
+  labels["visible"][1, 20] = False
+  out = tables.projected_2d_errors(shifted, labels, root_joint=0, image_size=64)
+  # 19 joints 2 px off among 21 + 20 visible ones.
+  np.testing.assert_allclose(out["projected_2d_px"], 2.0 * 19 / 41, rtol=1e-5)
+  assert out["projected_pck2d_005"] == 1.0  # 2 px < 3.2 px

@@ -28,6 +28,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.dataset = "synthetic_hands"
   config.data.builder_config = "quickstart"
   config.data.image_size = 64
+  config.data.crop_min_side = 10.0  # as quickstart.py
   config.data.heatmap_size = 16
   config.data.num_points = 64
   config.data.augment.rotation_deg = 30.0
