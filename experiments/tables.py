@@ -610,6 +610,10 @@ def _fmt(x: Any, spec: str) -> str:
   return "-" if x is None else format(x, spec)
 
 
+# Overrides that only record learning curves (the suite's notes say so), not shown per row.
+CURVE_FIELDS = ("eval_every", "eval_train_split")
+
+
 def render_table(suite_name: str, suite: Suite, results: dict[str, dict[str, Any]]) -> str:
   headers = [h for h, _, _ in suite.columns]
   lines = ["| row | config | " + " | ".join(headers) + " | paper | train+eval time | command |",
@@ -625,7 +629,7 @@ def render_table(suite_name: str, suite: Suite, results: dict[str, dict[str, Any
         time_cell += f" ({r['steps']} steps)"
       if r.get("trunk"):
         time_cell += f" (incl. {r['trunk_wall_s'] / 60:.1f} min shared pre-training)"
-    overrides = "".join(f" `{k}={v}`" for k, v in row.overrides)
+    overrides = "".join(f" `{k}={v}`" for k, v in row.overrides if k not in CURVE_FIELDS)
     run = f"`{command(suite_name, row)}`"
     if row.same_as:
       time_cell, run = f"the {row.same_as} row", f"{run} (same switches as {row.same_as})"

@@ -192,7 +192,8 @@ def test_domain_rows_use_quickstart_sized_shifted_target():
       "pipeline", "quickstart", 1.0) and "target" not in source.data and "target" in full.data
   from handjax.data.builders import synthetic_hands  # pylint: disable=g-import-not-at-top
   cfg = {c.name: c for c in synthetic_hands.SyntheticHands.BUILDER_CONFIGS}["shifted_quickstart"]
-  assert (cfg.style, cfg.resolution, cfg.num_train, cfg.num_test) == ("shifted", 64, 4000, 400)
+  assert (cfg.style, cfg.resolution, cfg.num_train, cfg.num_test) == (
+      "natural_shifted", 64, 4000, 400)
 
 
 def test_scale_stages_keeps_proportions_and_every_enabled_stage():
