@@ -36,6 +36,9 @@ def test_rows_keep_what_distinguishes_them():
   assert v3.input_modality == "image" and v3.variant == 3
   s3 = tables.row_config(rows["iccv_s3_kl"], 5, None)
   assert (s3.encoders, s3.decoders, s3.alignment) == ("RC", "CHP", "kl")
+  # Sec. 4.1 rotates in [-pi, pi]; at CPU scale that keeps S1 at its training mean (BUILD_NOTES).
+  assert tables.load_config("iccv_s3_rc2chp_kl.py").data.augment.rotation_deg == 180.0
+  assert s3.data.augment.rotation_deg == 30.0
   weak = tables.row_config(rows["iccv_weak_10"], 5, None)
   only = tables.row_config(rows["iccv_weak_10_only"], 5, None)
   assert weak.data.labelled_fraction == 0.1 and weak.data.train_split == "train"
