@@ -35,3 +35,19 @@ def test_readme_losses_example_runs():
   # the exact EMD of a pure translation by (0.01, 0.01, 0.01) is 0.01 * sqrt(3).
   # Documented accuracy of the entropic EMD: within 5% of exact at the defaults.
   assert abs(float(namespace["emd"]) - 0.01 * 3**0.5) < 0.05 * 0.01 * 3**0.5
+
+
+def test_quickstart_figure_is_the_same_in_readme_docstring_and_results():
+  # The README's first command, its config docstring and RESULTS.md's quickstart row quote one
+  # measured run (issue 17): the same test mean EPE and mean-pose baseline in all three.
+  import re
+  readme = (ROOT / "README.md").read_text()
+  doc = (ROOT / "experiments" / "configs" / "quickstart.py").read_text()
+  results = (ROOT / "RESULTS.md").read_text()
+  epe, base = re.search(r"test mean EPE (\d+\.\d) mm against a mean-pose baseline of (\d+\.\d) mm",
+                        readme).groups()
+  assert re.search(rf"test mean EPE {epe} mm, .* against {base} mm for the mean-pose", doc,
+                   re.S), (epe, base)
+  row = next(line for line in results.splitlines() if line.startswith("| quickstart (builder 1.3.0"))
+  cells = [c.strip() for c in row.split("|")]
+  assert cells[3] == epe and cells[6] == base, cells

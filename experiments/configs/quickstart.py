@@ -12,17 +12,17 @@ crops, 64 px). The ResNet-18 has a quarter of the paper's width and the MLP deco
 so a 2-core CPU runs it in minutes.
 
 Departures from the paper, for a short CPU run: Adam 1e-3 with cosine decay (paper: 1e-4
-constant), KL weight beta = 0.1 (Alg. 1: 1), latent 32 (paper: 64), 64 px crops (paper: 256).
+constant), KL weight beta = 0.1 (Alg. 1: 1), latent 32 (paper: 64), 64 px crops (paper: 256) and a
+crop clip of 10 px (RHD's 50 px is for 320 px frames).
 
-Run time and result, measured 2026-11-21 from a clean clone on the project's 2-core CPU while
-other jobs shared it (so wall times are upper bounds): the whole command took 7 min 04 s wall, 6 min
-40 s CPU, of which rendering the dataset the first time is ~2.5 min (cached afterwards under the tfds
-data_dir) and 2000 steps run at ~6.5 steps/s. Test split (400 crops), root-relative: mean EPE
-71.1 mm, median 66.2 mm, AUC 20-50 mm 0.202 (reference thresholds 0.207), against 104.0 mm for the
-mean-pose baseline (the test split's mean root-relative pose predicted for every crop). The
-synthetic hands are seen from all directions, so the camera-frame root-relative pose varies widely
-and the baseline is large. GPU: not measured (no GPU was lent to this task). Re-measured on a quiet machine with builder
-1.2.0 from a clean clone: 3 min 11 s wall in all, test mean EPE 68.4 mm (median 64.1, AUC 0.213).
+Run time and result, measured 2026-12-03 from a clean clone in a fresh virtual environment with an
+empty tfds data_dir, on the project's 2-core CPU with nothing else running: the whole command
+(install, rendering 4000 + 400 images of builder 1.3.0 in 42 s, 5000 steps at ~13 steps/s,
+evaluation) took 7 min 40 s. Test split (400 crops), root-relative: test mean EPE 46.2 mm, median
+42.2 mm, AUC 20-50 mm 0.388 (reference thresholds 0.397), against 82.1 mm for the mean-pose
+baseline (0.56 x). Builder 1.2.0's scenes (uniform views, small hands; now `uniform_quickstart`)
+gave 68.4 mm against 104.0 mm at 2000 steps. What limits it: RESULTS.md, "What limits accuracy at
+CPU scale". GPU: not measured (no GPU was lent to this task).
 """
 
 import ml_collections
