@@ -21,11 +21,16 @@ import numpy as np
 
 from handjax.hand import skeleton
 
-_CONFIGS = flags.DEFINE_list("builder_configs", ["quickstart"], "Builder configs to summarise.")
-_DATASET = flags.DEFINE_string("dataset", "synthetic_hands", "tfds builder name.")
-_SPLIT = flags.DEFINE_string("split", "train", "Split.")
-_NUM = flags.DEFINE_integer("num", 1000, "Examples per config (the first ones of the split).")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "tfds data_dir.")
+
+
+def define_flags() -> None:
+  """The binary's flags, defined only when it runs, so that importing this module for its
+  functions (tests) adds no global --data_dir next to `experiments.tables`' own."""
+  flags.DEFINE_list("builder_configs", ["quickstart"], "Builder configs to summarise.")
+  flags.DEFINE_string("dataset", "synthetic_hands", "tfds builder name.")
+  flags.DEFINE_string("split", "train", "Split.")
+  flags.DEFINE_integer("num", 1000, "Examples per config (the first ones of the split).")
+  flags.DEFINE_string("data_dir", None, "tfds data_dir.")
 
 PERCENTILES = (5, 25, 50, 75, 95)
 MIDDLE_MCP = skeleton.MIDDLE_MCP
@@ -58,11 +63,12 @@ def main(argv: Sequence[str]) -> None:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   import ml_collections  # pylint: disable=g-import-not-at-top
   from handjax.data import pipeline  # pylint: disable=g-import-not-at-top
-  for name in _CONFIGS.value:
+  f = flags.FLAGS
+  for name in f.builder_configs:
     config = ml_collections.ConfigDict(pipeline.default_data_config().to_dict())
-    config.dataset, config.builder_config, config.data_dir = _DATASET.value, name, _DATA_DIR.value
-    source = pipeline.load_source(config, _SPLIT.value)
-    s = summarize([source[i] for i in range(min(_NUM.value, len(source)))])
+    config.dataset, config.builder_config, config.data_dir = f.dataset, name, f.data_dir
+    source = pipeline.load_source(config, f.split)
+    s = summarize([source[i] for i in range(min(f.num, len(source)))])
     pct = " / ".join(f"{v:.1f}" for v in s["crop_side_percentiles_px"].values())
     print(f"{name}: crop side (2 x extent) p{'/'.join(map(str, PERCENTILES))} = {pct} px, "
           f"{100 * s['below_50px']:.1f}% below 50 px; wrist->middle MCP within 45 deg of up: "
@@ -70,4 +76,5 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
+  define_flags()
   cli.run(main)
