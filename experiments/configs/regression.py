@@ -2,6 +2,13 @@ r"""Direct RGB -> 3D regression at CPU scale: the deterministic baseline (not a 
 
   python -m experiments.train --config=experiments/configs/regression.py \
       --workdir=workdirs/regression
+
+Quarter-width ResNet-18 + one hidden layer of 128, L2 on the normalised pose (handjax.methods.regression),
+Adam 1e-3 with cosine decay, batch 32, `synthetic_hands/quickstart` (builder 1.3.0, 64 px).
+Measured on the 2-core CPU while other jobs shared it (the diagnostics suite's reference row,
+`python -m experiments.tables --suite=diagnostics --rows=diag_natural`, same settings): 2000 steps
+in 5.9 min, test mean EPE 47.8 mm (training 45.1 mm) against a mean-pose baseline of 82.1 mm;
+6000 steps: 40.2 mm (training 30.8 mm). GPU: not measured.
 """
 
 import ml_collections
