@@ -312,3 +312,13 @@ def test_mean_pose_baseline_by_hand():
   with pytest.raises(ValueError, match="no labelled pose"):
     common.mean_pose_baseline([{"pose3d": np.zeros((1, 21, 3)), "has_pose3d": np.zeros(1, bool)}],
                               test)
+
+
+def test_kl_warmup_ramps_beta_linearly():
+  fixed = tiny_config(beta=0.1)
+  assert [float(cv.kl_weight(fixed, s)) for s in (0, 50, 10_000)] == pytest.approx([0.1] * 3)
+  ramp = tiny_config(beta=0.1, beta_warmup_steps=200)
+  assert [float(cv.kl_weight(ramp, s)) for s in (0, 50, 200, 10_000)] == pytest.approx(
+      [0.0, 0.025, 0.1, 0.1])
+  # Under jit the step is traced: the same values.
+  assert float(jax.jit(lambda s: cv.kl_weight(ramp, s))(jnp.int32(100))) == pytest.approx(0.05)
