@@ -33,6 +33,7 @@ import logging as std_logging
 import os
 import shutil
 import sys
+import warnings
 from typing import Any, Callable, TypeVar
 
 from absl import logging
@@ -102,6 +103,7 @@ class _QuietAsyncio:
 
   def __enter__(self) -> None:
     _ignore_closed_loop_callbacks()
+    _drop_orphaned_read_errors()
     self._logger = std_logging.getLogger("asyncio")
     self._level = self._logger.level
     self._logger.setLevel(std_logging.CRITICAL)
@@ -129,6 +131,34 @@ def _ignore_closed_loop_callbacks() -> None:
 
   hook._handjax_closed_loop_filter = True  # pylint: disable=protected-access
   sys.unraisablehook = hook
+
+
+class _DropOrphanedReadErrors(std_logging.Filter):
+  """Drops asyncio's "Task/Future exception was never retrieved" reports of failed reads.
+
+  The level set by :class:`_QuietAsyncio` does not reach them: asyncio logs an unretrieved task
+  error when the task is garbage collected, which can be after the restore has raised (often at
+  interpreter exit, after the one-line error). Only errors of tensorstore reads (their message
+  carries ``tensorstore_spec``) or of orbax coroutines are dropped; every other report stays.
+  """
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    if str(record.msg).split("\n", 1)[0] not in ("Task exception was never retrieved",
+                                               "Future exception was never retrieved"):
+      return True
+    error = record.exc_info[1] if record.exc_info else None
+    return not ("tensorstore_spec" in str(error)
+                or f"{os.sep}orbax{os.sep}" in record.getMessage())
+
+
+def _drop_orphaned_read_errors() -> None:
+  """Installs :class:`_DropOrphanedReadErrors` on the asyncio logger (once), and ignores the
+  "never awaited" warning of orbax's metadata reads that a failed restore leaves behind."""
+  asyncio_logger = std_logging.getLogger("asyncio")
+  if not any(isinstance(f, _DropOrphanedReadErrors) for f in asyncio_logger.filters):
+    asyncio_logger.addFilter(_DropOrphanedReadErrors())
+    warnings.filterwarnings("ignore", category=RuntimeWarning,
+                            message=r"coroutine 'Store\._get_array_metadatas' was never awaited")
 
 
 class _DropOrbaxTracebacks(std_logging.Filter):
