@@ -73,3 +73,39 @@ def test_heatmap_l2_bad_shapes_raise():
     heatmap.heatmap_l2(jnp.zeros((1, 4, 4, 21)), jnp.zeros((1, 4, 5, 21)))
   with pytest.raises(ValueError, match="visible"):
     heatmap.heatmap_l2(jnp.zeros((1, 4, 4, 21)), jnp.zeros((1, 4, 4, 21)), jnp.ones((1, 20)))
+
+
+def test_heatmap_cross_entropy_matches_loop_and_is_minimal_at_the_target():
+  r = np.random.default_rng(0)
+  logits = r.normal(0, 2, (2, 5, 6, 3)).astype(np.float32)
+  uv = r.uniform(0, 5, (2, 3, 2)).astype(np.float32)
+  sigma = 1.3
+  want = np.zeros(2)
+  for b in range(2):
+    for k in range(3):
+      g = np.array([[np.exp(-((x - uv[b, k, 0]) ** 2 + (y - uv[b, k, 1]) ** 2) / (2 * sigma**2))
+                     for x in range(6)] for y in range(5)])
+      t = g / g.sum()
+      z = logits[b, :, :, k].astype(np.float64)
+      log_p = z - np.log(np.exp(z).sum())
+      want[b] += -(t * log_p).sum()
+  got = heatmap.heatmap_cross_entropy(jnp.asarray(logits), jnp.asarray(uv), sigma)
+  np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5)
+  # Cross-entropy >= entropy of the target, with equality at logits = log(target) (+ any constant).
+  t = np.asarray(heatmap.gaussian_heatmaps(jnp.asarray(uv), (5, 6), sigma), np.float64)
+  t = t / t.sum(axis=(1, 2), keepdims=True)
+  entropy = -(t * np.log(t)).sum(axis=(1, 2, 3))
+  at_target = heatmap.heatmap_cross_entropy(jnp.asarray(np.log(t) + 7.0, jnp.float32),
+                                            jnp.asarray(uv), sigma)
+  np.testing.assert_allclose(np.asarray(at_target), entropy, rtol=1e-4)
+  assert np.all(want > entropy)
+
+
+def test_heatmap_cross_entropy_finite_at_extreme_logits_and_far_labels():
+  logits = jnp.zeros((1, 4, 4, 2)).at[0, 0, 0, 0].set(1e4).at[0, 3, 3, 1].set(-1e4)
+  uv = jnp.asarray([[[3.0, 3.0], [1e3, -1e3]]])  # the second label is far off the map
+  value, grad = jax.value_and_grad(
+      lambda z: jnp.sum(heatmap.heatmap_cross_entropy(z, uv, 0.5)))(logits)
+  assert np.isfinite(float(value)) and np.all(np.isfinite(np.asarray(grad)))
+  with pytest.raises(ValueError, match="uv must have shape"):
+    heatmap.heatmap_cross_entropy(logits, uv[:, :1], 0.5)

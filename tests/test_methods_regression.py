@@ -46,8 +46,9 @@ def _network_output(method, params, state, batch, config):
   net = regression.build_network(config)
   variables = {"params": params["params"]["regressor"],
                "batch_stats": state["batch_stats"]["regressor"]}
-  return net.apply(variables, jnp.asarray(batch["image"]), train=True,
-                   extra=jax.nn.one_hot(batch["hand_side"], 2), mutable=["batch_stats"])[0]
+  (pose, _), _ = net.apply(variables, jnp.asarray(batch["image"]), train=True,
+                           extra=jax.nn.one_hot(batch["hand_side"], 2), mutable=["batch_stats"])
+  return pose
 
 
 def test_loss_is_the_hand_computed_l2_and_masks_unlabelled_rows():
@@ -85,7 +86,7 @@ def test_predict_undoes_the_normalisation_with_the_ground_truth_scale():
   variables = {"params": params["params"]["regressor"],
                "batch_stats": state["batch_stats"]["regressor"]}
   raw = np.asarray(net.apply(variables, jnp.asarray(batch["image"]), train=False,
-                             extra=jax.nn.one_hot(batch["hand_side"], 2)))
+                             extra=jax.nn.one_hot(batch["hand_side"], 2))[0])
   expected = raw * batch["scale"][:, None, None]
   expected = expected - expected[:, :1]
   np.testing.assert_allclose(np.asarray(method.predict(params, state, batch)["pose3d"]),
@@ -93,7 +94,7 @@ def test_predict_undoes_the_normalisation_with_the_ground_truth_scale():
   # A photo (no scale, no hand side) gets the fallback scale and is taken as a right hand.
   photo = {"image": batch["image"]}
   raw_right = np.asarray(net.apply(variables, jnp.asarray(batch["image"]), train=False,
-                                   extra=jnp.tile(jnp.array([[0.0, 1.0]]), (B, 1))))
+                                   extra=jnp.tile(jnp.array([[0.0, 1.0]]), (B, 1)))[0])
   want = raw_right * config.fallback_scale
   np.testing.assert_allclose(np.asarray(method.predict(params, state, photo)["pose3d"]),
                              want - want[:, :1], rtol=1e-5, atol=1e-7)
@@ -117,3 +118,50 @@ def test_a_few_compiled_train_steps_fit_a_fixed_batch():
   gt = np.asarray(batch["pose3d"]) - np.asarray(batch["pose3d"])[:, :1]
   assert np.linalg.norm(pred - gt, axis=-1).mean() < np.linalg.norm(gt - gt.mean(0), axis=-1).mean()
   assert common.has(make_batch(), "pose3d").all()
+
+
+def test_keypoint_terms_are_the_hand_computed_2d_losses_and_mask_rows_without_uv():
+  config = tiny_config(keypoint_weight=2.0, heatmap_weight=0.5, heatmap_sigma=1.5)
+  config.model.keypoints = True
+  method = method_lib.get_method(config)
+  r = np.random.default_rng(3)
+  batch = dict(make_batch(3), uv=r.uniform(0.0, S - 1.0, (B, 21, 2)).astype(np.float32),
+               has_uv=np.array([True, True, False, True]))
+  params, state = method.init(jax.random.key(0), batch)
+  net = regression.build_network(config)
+  variables = {"params": params["params"]["regressor"],
+               "batch_stats": state["batch_stats"]["regressor"]}
+  (pose, (uv, logits)), _ = net.apply(variables, jnp.asarray(batch["image"]), train=True,
+                                      extra=jax.nn.one_hot(batch["hand_side"], 2),
+                                      mutable=["batch_stats"])
+  uv, logits = np.asarray(uv, np.float64), np.asarray(logits, np.float64)
+  h = logits.shape[1]  # a stride-4 map: 4 x 4 cells of 4 px over the 16 px crop
+  assert logits.shape == (B, S // 4, S // 4, 21) and h == S // 4
+  target = (batch["uv"] - S / 2) / (S / 2)
+  l2 = np.sum((uv - target) ** 2, axis=(1, 2))
+  # The cross-entropy written out: label in map cells, normalised Gaussian, log-softmax per joint.
+  centres = (np.arange(h) + 0.5) * (S / h) - 0.5  # crop coordinates of the cell centres
+  ce = np.zeros(B)
+  for b in range(B):
+    for j in range(21):
+      u, v = batch["uv"][b, j]
+      g = np.exp(-((centres[None, :] - u) ** 2 + (centres[:, None] - v) ** 2)
+                 / (2 * (1.5 * S / h) ** 2))
+      t = g / g.sum()
+      z = logits[b, :, :, j]
+      log_p = z - z.max() - np.log(np.exp(z - z.max()).sum())
+      ce[b] += -(t * log_p).sum()
+  keep = batch["has_uv"]
+  pose_target = (batch["pose3d"] - batch["pose3d"][:, :1]) / batch["scale"][:, None, None]
+  pose_l2 = np.sum((np.asarray(pose) - pose_target) ** 2, axis=(1, 2)).mean()
+  loss, (terms, _) = method.phases[0].loss(params, state, batch, jax.random.key(1), 0)
+  np.testing.assert_allclose(float(terms["keypoints2d"]), l2[keep].mean(), rtol=1e-4)
+  np.testing.assert_allclose(float(terms["heatmap_ce"]), ce[keep].mean(), rtol=1e-4)
+  np.testing.assert_allclose(float(loss), pose_l2 + 2.0 * l2[keep].mean() + 0.5 * ce[keep].mean(),
+                             rtol=1e-4)
+  # The read-out is the softmax-weighted mean of the cell centres, normalised like the labels.
+  p = np.exp(logits - logits.max(axis=(1, 2), keepdims=True))
+  p = p / p.sum(axis=(1, 2), keepdims=True)
+  want_u = np.einsum("bhwj,w->bj", p, centres)
+  want_v = np.einsum("bhwj,h->bj", p, centres)
+  np.testing.assert_allclose(uv, (np.stack([want_u, want_v], -1) - S / 2) / (S / 2), atol=1e-5)

@@ -46,6 +46,7 @@ from handjax.losses.gaussian import product_of_experts
 from handjax.losses.gaussian import sample
 from handjax.losses.gaussian import sample_mixture
 from handjax.losses.heatmap import gaussian_heatmaps
+from handjax.losses.heatmap import heatmap_cross_entropy
 from handjax.losses.heatmap import heatmap_l2
 from handjax.losses.heatmap import soft_argmax
 from handjax.losses.image import depth_l1

@@ -97,3 +97,33 @@ def heatmap_l2(
           f"got {jnp.shape(visible)}")
     per_keypoint = per_keypoint * jnp.asarray(visible).astype(per_keypoint.dtype)
   return jnp.sum(per_keypoint, axis=-1)
+
+
+def heatmap_cross_entropy(logits: jax.Array, uv: jax.Array, sigma: float) -> jax.Array:
+  """Cross-entropy of each keypoint's softmax against a normalised Gaussian at its label.
+
+    L = sum_k sum_p -t_kp log softmax(h_k)_p,   t_kp = g_kp / sum_p' g_kp',
+
+  g the Gaussian heat map of `gaussian_heatmaps`. It supervises the same softmax that
+  `soft_argmax` reads out, densely, so the read-out learns where a coordinate loss alone gives
+  every pixel the same weak gradient (Nibali et al. 2018 regularise integral regression the same
+  way, with a divergence to a Gaussian). log_softmax keeps it finite for any finite logits.
+
+  Args:
+    logits: (..., h, w, K) heat-map logits.
+    uv: (..., K, 2) labels in heat-map pixel coordinates (u = column).
+    sigma: the Gaussian's standard deviation in heat-map pixels.
+
+  Returns:
+    (...) per-example losses (summed over keypoints).
+  """
+  height, width = logits.shape[-3], logits.shape[-2]
+  if jnp.shape(uv) != jnp.shape(logits)[:-3] + (logits.shape[-1], 2):
+    raise ValueError(f"heatmap_cross_entropy: uv must have shape (..., K, 2) matching logits "
+                     f"{jnp.shape(logits)}, got {jnp.shape(uv)}.")
+  target = gaussian_heatmaps(jnp.asarray(uv, logits.dtype), (height, width), sigma)
+  flat = (height * width, logits.shape[-1])
+  target = jnp.reshape(target, target.shape[:-3] + flat)
+  target = target / jnp.maximum(jnp.sum(target, axis=-2, keepdims=True), 1e-12)
+  log_probs = jax.nn.log_softmax(jnp.reshape(logits, logits.shape[:-3] + flat), axis=-2)
+  return -jnp.sum(target * log_probs, axis=(-2, -1))

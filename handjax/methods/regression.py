@@ -13,6 +13,12 @@ i.e. what every latent-space paper compares against ("direct regression", Spurr 
 Yang et al. ICCV 2019 S1 without a variational bottleneck), and the instrument the diagnostics
 suite uses to tell data and capacity limits apart from objective ones.
 
+With ``model.keypoints`` the ResNet gains the stride-4 keypoint read-out of
+``handjax.models.keypoints`` (integral regression, Sun et al. ECCV 2018): the head also sees the
+soft-argmax 2D keypoints, trained by ``keypoint_weight`` x the squared 2D error in [-1, 1] crop
+units and ``heatmap_weight`` x a heat-map cross-entropy (``keypoint_terms``). A diagnostic of what
+2D supervision buys at CPU scale (RESULTS.md), not a paper's method.
+
 ``predict`` returns the root-relative pose in metres, multiplied by the ground-truth scale as the
 RHD/STB protocol allows (``fallback_scale`` metres for a photo), like the VAEs' predict.
 """
@@ -28,6 +34,8 @@ import ml_collections
 
 from handjax.hand import skeleton
 from handjax.methods import common
+from handjax.losses import heatmap
+from handjax.models.keypoints import KeypointResNet, crop_to_heatmap_uv
 from handjax.models.mlp import MLP
 from handjax.models.resnet import ResNet
 from handjax.train import method as method_lib
@@ -39,35 +47,49 @@ NETWORK = "regressor"
 class PoseRegressor(nn.Module):
   """ResNet features -> [features, extra] -> MLP -> (B, 21, 3).
 
+  With ``keypoints`` the backbone is a `KeypointResNet`: the head also sees the soft-argmax 2D
+  keypoints (normalised to [-1, 1]), and the network returns them for the 2D loss.
+
   Attributes:
     depth: ResNet depth (18 or 34).
     width: ResNet channel multiplier.
     hidden: widths of the hidden ReLU layers of the head (() = one linear layer).
     stage_sizes: optional blocks per stage (see `ResNet`).
+    keypoints: add the 2D keypoint read-out.
   """
 
   depth: int = 18
   width: float = 1.0
   hidden: Sequence[int] = ()
   stage_sizes: tuple[int, int, int, int] | None = None
+  keypoints: bool = False
 
   @nn.compact
-  def __call__(self, image: jax.Array, train: bool, extra: jax.Array | None = None) -> jax.Array:
-    """image (B, H, W, 3), extra optional (B, E) -> normalised pose (B, 21, 3)."""
+  def __call__(self, image: jax.Array, train: bool, extra: jax.Array | None = None
+               ) -> tuple[jax.Array, tuple[jax.Array, jax.Array] | None]:
+    """image (B, H, W, 3), extra optional (B, E) -> normalised pose (B, 21, 3) and, with
+    ``keypoints``, (uv (B, 21, 2) in [-1, 1], heat-map logits (B, H/4, W/4, 21)), else None."""
     if image.ndim != 4 or image.shape[-1] != 3:
       raise ValueError(f"PoseRegressor expects RGB images (B, H, W, 3), got {image.shape}.")
-    h = ResNet(self.depth, self.width, stage_sizes=self.stage_sizes, name="backbone")(image, train)
+    keypoints = None
+    if self.keypoints:
+      h, uv, logits = KeypointResNet(NUM_JOINTS, self.depth, self.width, self.stage_sizes,
+                                     name="backbone")(image, train)
+      keypoints = (uv, logits)
+      h = jnp.concatenate([h, jnp.reshape(uv, (image.shape[0], -1))], axis=-1)
+    else:
+      h = ResNet(self.depth, self.width, stage_sizes=self.stage_sizes, name="backbone")(image, train)
     if extra is not None:
       h = jnp.concatenate([h, extra.astype(h.dtype)], axis=-1)
     out = MLP(tuple(self.hidden) + (NUM_JOINTS * 3,), name="head")(h)
-    return jnp.reshape(out, (image.shape[0], NUM_JOINTS, 3))
+    return jnp.reshape(out, (image.shape[0], NUM_JOINTS, 3)), keypoints
 
 
 def build_network(config: ml_collections.ConfigDict) -> PoseRegressor:
   m = config.model
   sizes = tuple(m.get("resnet_stage_sizes", ()) or ()) or None
   return PoseRegressor(depth=m.resnet_depth, width=m.resnet_width, hidden=tuple(m.head_hidden),
-                       stage_sizes=sizes)
+                       stage_sizes=sizes, keypoints=m.get("keypoints", False))
 
 
 def pose_target(batch: common.Batch, config: ml_collections.ConfigDict) -> jax.Array:
@@ -80,6 +102,29 @@ def _extra(batch: common.Batch, config: ml_collections.ConfigDict) -> jax.Array 
   return common.hand_side_one_hot(batch) if config.invariances.handedness else None
 
 
+def keypoint_terms(uv: jax.Array, logits: jax.Array, batch: common.Batch,
+                   config: ml_collections.ConfigDict) -> dict[str, jax.Array]:
+  """The 2D terms, means over the examples with 2D labels:
+
+  ``keypoints2d``: sum_j ||uv_j - uv*_j||^2, both in [-1, 1] of the crop (``common.normalized_uv``),
+  the coordinate loss of integral regression (Sun et al. ECCV 2018);
+  ``heatmap_ce``: `losses.heatmap.heatmap_cross_entropy` of the logits against Gaussians of
+  ``config.heatmap_sigma`` heat-map pixels at the labels.
+  """
+  present = common.has(batch, "uv")
+  weight = present.astype(jnp.float32)
+  size = config.data.image_size
+  target = jnp.where(present[:, None, None], common.normalized_uv(batch["uv"], size), uv)
+  label_map = crop_to_heatmap_uv(jnp.asarray(batch["uv"], jnp.float32), logits.shape[1:3],
+                                 (size, size))
+  per_example = {
+      "keypoints2d": common.sum_of_squares(uv, target),
+      "heatmap_ce": heatmap.heatmap_cross_entropy(logits, label_map, config.heatmap_sigma),
+  }
+  return {k: jnp.sum(weight * v) / jnp.maximum(jnp.sum(weight), 1.0)
+          for k, v in per_example.items()}
+
+
 def make_loss(network: PoseRegressor, config: ml_collections.ConfigDict) -> method_lib.LossFn:
   """Mean over the labelled examples of the per-example sum of squares (terms: ``recon/pose3d``).
 
@@ -89,18 +134,24 @@ def make_loss(network: PoseRegressor, config: ml_collections.ConfigDict) -> meth
 
   def loss_fn(params, model_state, batch, rng, step):
     del rng, step
-    pred, stats = common.apply_module(network, NETWORK, params, model_state,
-                                      jnp.asarray(batch["image"], jnp.float32), train=True,
-                                      extra=_extra(batch, config))
+    (pred, keypoints), stats = common.apply_module(network, NETWORK, params, model_state,
+                                                   jnp.asarray(batch["image"], jnp.float32),
+                                                   train=True, extra=_extra(batch, config))
     present = common.has(batch, "pose3d")
     if config.invariances.scale and "has_scale" in batch:
       present = present & common.has(batch, "scale")
     weight = present.astype(jnp.float32)
     target = jnp.where(present[:, None, None], pose_target(batch, config), 0.0)
     per_example = common.sum_of_squares(pred, target)
-    loss = jnp.sum(weight * per_example) / jnp.maximum(jnp.sum(weight), 1.0)
+    pose_loss = jnp.sum(weight * per_example) / jnp.maximum(jnp.sum(weight), 1.0)
+    terms = {"recon/pose3d": pose_loss}
+    loss = pose_loss
+    if keypoints is not None:
+      terms.update(keypoint_terms(*keypoints, batch, config))
+      loss = (loss + config.keypoint_weight * terms["keypoints2d"]
+              + config.heatmap_weight * terms["heatmap_ce"])
     new_state = common.merge_stats(model_state, {NETWORK: stats})
-    return loss, ({"loss": loss, "recon/pose3d": loss}, new_state)
+    return loss, ({"loss": loss, **terms}, new_state)
 
   return loss_fn
 
@@ -122,9 +173,9 @@ def regression(config: ml_collections.ConfigDict) -> method_lib.Method:
                                {NETWORK: {"extra": _extra(batch, config)}})
 
   def predict(params, model_state, batch):
-    pred, _ = common.apply_module(network, NETWORK, params, model_state,
-                                  jnp.asarray(batch["image"], jnp.float32), train=False,
-                                  extra=_extra(batch, config))
+    (pred, _), _ = common.apply_module(network, NETWORK, params, model_state,
+                                       jnp.asarray(batch["image"], jnp.float32), train=False,
+                                       extra=_extra(batch, config))
     pose = common.pose_from_prediction(pred, batch, root_joint=config.data.root_joint,
                                        scale=config.invariances.scale, pose_unit=config.pose_unit,
                                        fallback_scale=config.fallback_scale)
@@ -160,6 +211,10 @@ def default_config() -> ml_collections.ConfigDict:
   c.model.resnet_width = 1.0
   c.model.resnet_stage_sizes = ()
   c.model.head_hidden = ()
+  c.model.keypoints = False  # add the 2D keypoint read-out (handjax.models.keypoints)
+  c.keypoint_weight = 1.0  # weight of the 2D coordinate term when model.keypoints is set
+  c.heatmap_weight = 0.0  # weight of the heat-map cross-entropy when model.keypoints is set
+  c.heatmap_sigma = 1.0  # its Gaussian's standard deviation, heat-map pixels
 
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.name = "adam"

@@ -3,6 +3,7 @@
 from handjax.models.decoders import DeconvDecoder, FoldingNet, folding_grid
 from handjax.models.fusion import AttentionFusion, DualBranchResNet, attention_weights
 from handjax.models.hourglass import Hourglass, latent_25d_readout
+from handjax.models.keypoints import KeypointResNet
 from handjax.models.mlp import (InjectionDecoder, JointEncoder, LatentDiscriminator, MLP,
                                 VariationalMapper)
 from handjax.models.pointset import PermutationEquivariantLayer, PointSetEncoder, PointSetFeatures
@@ -10,7 +11,8 @@ from handjax.models.resnet import BasicBlock, GaussianHead, ResNet, ResNetEncode
 
 __all__ = [
     "AttentionFusion", "BasicBlock", "DeconvDecoder", "DualBranchResNet", "FoldingNet",
-    "GaussianHead", "Hourglass", "InjectionDecoder", "JointEncoder", "LatentDiscriminator", "MLP",
-    "PermutationEquivariantLayer", "PointSetEncoder", "PointSetFeatures", "ResNet", "ResNetEncoder",
-    "VariationalMapper", "attention_weights", "folding_grid", "latent_25d_readout",
+    "GaussianHead", "Hourglass", "InjectionDecoder", "JointEncoder", "KeypointResNet",
+    "LatentDiscriminator", "MLP", "PermutationEquivariantLayer", "PointSetEncoder",
+    "PointSetFeatures", "ResNet", "ResNetEncoder", "VariationalMapper", "attention_weights",
+    "folding_grid", "latent_25d_readout",
 ]
