@@ -391,14 +391,38 @@ def projected_2d_errors(pred_rel: np.ndarray, labels: dict[str, np.ndarray],
           "projected_pck2d_005": pck_2d_at(uv, labels["uv"], visible, image_size)}
 
 
+def mean_2d_baseline(labels: dict[str, np.ndarray], image_size: int) -> dict[str, float]:
+  """The 2D counterpart of the mean-pose baseline: the split's mean keypoints for every crop.
+
+  Returns its mean pixel error over visible joints (``mean_uv_2d_px``) and its 2D PCK@0.05
+  (``mean_uv_pck2d_005``): a 2D column near these has learned no localisation.
+  """
+  visible = labels.get("visible", np.ones(labels["uv"].shape[:2], bool)).astype(bool)
+  mean = np.broadcast_to(labels["uv"].mean(axis=0), labels["uv"].shape)
+  err = np.linalg.norm(mean - labels["uv"], axis=-1)
+  return {"mean_uv_2d_px": float(err[visible].mean()),
+          "mean_uv_pck2d_005": pck_2d_at(mean, labels["uv"], visible, image_size)}
+
+
 def _projected_extras(restored: Any, batches: Sequence[dict[str, np.ndarray]]) -> dict[str, float]:
-  """RGB -> 3D models: `projected_2d_errors` on the test split (how much is 2D localisation)."""
+  """RGB -> 3D models: `projected_2d_errors` on the test split (how much is 2D localisation),
+  the split's `mean_2d_baseline`, and the 2D error of a keypoint read-out where the method
+  predicts ``uv`` (``keypoint_2d_px``, ``keypoint_pck2d_005``)."""
   config = restored.config
   if config.get("input_modality", "image") != "image":
     return {}
-  pred = predict_outputs(restored, batches, ("pose3d",))["pose3d"]
-  return projected_2d_errors(pred, _labels(batches, ("pose3d", "uv", "K", "visible")),
-                             int(config.data.root_joint), int(config.data.image_size))
+  size = int(config.data.image_size)
+  keys = ("pose3d", "uv") if config.get("model", {}).get("keypoints", False) else ("pose3d",)
+  pred = predict_outputs(restored, batches, keys)
+  labels = _labels(batches, ("pose3d", "uv", "K", "visible"))
+  out = {**projected_2d_errors(pred["pose3d"], labels, int(config.data.root_joint), size),
+         **mean_2d_baseline(labels, size)}
+  if "uv" in pred:
+    visible = labels.get("visible", np.ones(labels["uv"].shape[:2], bool)).astype(bool)
+    err = np.linalg.norm(pred["uv"] - labels["uv"], axis=-1)
+    out["keypoint_2d_px"] = float(err[visible].mean())
+    out["keypoint_pck2d_005"] = pck_2d_at(pred["uv"], labels["uv"], visible, size)
+  return out
 
 
 def _pck_2d(restored: Any, batches: Sequence[dict[str, np.ndarray]],

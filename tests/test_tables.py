@@ -492,6 +492,20 @@ def test_learning_curve_reads_test_and_train_evaluations(tmp_path):
   assert tables.learning_curve(str(tmp_path / "missing")) == {"test": [], "train": []}
 
 
+def test_mean_2d_baseline_by_hand():
+  # Two crops whose keypoints sit 4 px left and right of their mean: every error is 4 px, and the
+  # 3.2 px PCK threshold of a 64 px crop keeps none; a hidden joint does not count.
+  uv = np.zeros((2, 21, 2))
+  uv[0, :, 0], uv[1, :, 0] = 28.0, 36.0
+  uv[1, 3] = [36.0, 10.0]  # hidden: excluded, but it moves the mean of joint 3 (to v = 5)
+  visible = np.ones((2, 21), bool)
+  visible[1, 3] = False
+  out = tables.mean_2d_baseline({"uv": uv, "visible": visible}, image_size=64)
+  # Joint 3 of crop 0 is sqrt(4^2 + 5^2) px from its mean; the other 40 visible joints 4 px.
+  np.testing.assert_allclose(out["mean_uv_2d_px"], (40 * 4.0 + np.hypot(4.0, 5.0)) / 41, rtol=1e-6)
+  assert out["mean_uv_pck2d_005"] == 0.0
+
+
 def test_projected_2d_errors_by_hand():
   K = np.array([[100.0, 0.0, 32.0], [0.0, 100.0, 32.0], [0.0, 0.0, 1.0]])
   gt = np.zeros((2, 21, 3))

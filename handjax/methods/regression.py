@@ -19,7 +19,8 @@ soft-argmax 2D keypoints, trained by ``keypoint_weight`` x the squared 2D error 
 units and ``heatmap_weight`` x a heat-map cross-entropy (``keypoint_terms``). A diagnostic of what
 2D supervision buys at CPU scale (RESULTS.md), not a paper's method.
 
-``predict`` returns the root-relative pose in metres, multiplied by the ground-truth scale as the
+``predict`` returns the root-relative pose in metres (and, with ``model.keypoints``, the read-out
+``uv`` in crop pixels), multiplied by the ground-truth scale as the
 RHD/STB protocol allows (``fallback_scale`` metres for a photo), like the VAEs' predict.
 """
 
@@ -145,7 +146,7 @@ def make_loss(network: PoseRegressor, config: ml_collections.ConfigDict) -> meth
     per_example = common.sum_of_squares(pred, target)
     pose_loss = jnp.sum(weight * per_example) / jnp.maximum(jnp.sum(weight), 1.0)
     terms = {"recon/pose3d": pose_loss}
-    loss = pose_loss
+    loss = config.get("pose_weight", 1.0) * pose_loss
     if keypoints is not None:
       terms.update(keypoint_terms(*keypoints, batch, config))
       loss = (loss + config.keypoint_weight * terms["keypoints2d"]
@@ -173,13 +174,16 @@ def regression(config: ml_collections.ConfigDict) -> method_lib.Method:
                                {NETWORK: {"extra": _extra(batch, config)}})
 
   def predict(params, model_state, batch):
-    (pred, _), _ = common.apply_module(network, NETWORK, params, model_state,
-                                       jnp.asarray(batch["image"], jnp.float32), train=False,
-                                       extra=_extra(batch, config))
+    image = jnp.asarray(batch["image"], jnp.float32)
+    (pred, keypoints), _ = common.apply_module(network, NETWORK, params, model_state, image,
+                                               train=False, extra=_extra(batch, config))
     pose = common.pose_from_prediction(pred, batch, root_joint=config.data.root_joint,
                                        scale=config.invariances.scale, pose_unit=config.pose_unit,
                                        fallback_scale=config.fallback_scale)
-    return {"pose3d": pose}
+    if keypoints is None:
+      return {"pose3d": pose}
+    half = 0.5 * config.data.image_size
+    return {"pose3d": pose, "uv": keypoints[0] * half + half}  # crop pixels
 
   optimizer = common.make_optimizer(config.optimizer, config.num_steps)
   return method_lib.Method(name="regression", init=init,
@@ -215,6 +219,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.keypoint_weight = 1.0  # weight of the 2D coordinate term when model.keypoints is set
   c.heatmap_weight = 0.0  # weight of the heat-map cross-entropy when model.keypoints is set
   c.heatmap_sigma = 1.0  # its Gaussian's standard deviation, heat-map pixels
+  c.pose_weight = 1.0  # weight of the 3D term (0 with keypoints: a 2D-only diagnostic)
 
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.name = "adam"
