@@ -7,6 +7,7 @@ index, fixed within the round, checkpointed; checked against a brute-force loop 
 import functools
 
 import jax
+from jax.experimental.compilation_cache import compilation_cache
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -28,6 +29,21 @@ from handjax.train import sharding
 SIZE = 16
 UNIT = 64 / SIZE  # loss units per image (= map) pixel
 N_TARGET = 10
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _compilation_cache(tmp_path_factory):
+  """The trainer runs compile the same steps; a persistent cache makes the repeats cheap."""
+  names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+           "jax_persistent_cache_min_entry_size_bytes")
+  old = {n: getattr(jax.config, n) for n in names}
+  for name, value in zip(names, (str(tmp_path_factory.mktemp("jax_cache")), 0.0, 0)):
+    jax.config.update(name, value)
+  compilation_cache.reset_cache()
+  yield
+  for name, value in old.items():
+    jax.config.update(name, value)
+  compilation_cache.reset_cache()
 
 
 def _source(n: int, seed: int) -> list[dict[str, np.ndarray]]:
@@ -99,35 +115,38 @@ def _brute_force(config, params, model_state, state, start, previous=None):
   examples = list(domains.make_mixed_dataset(config, "label", sources=SOURCES))
   key = jax.random.fold_in(jax.random.fold_in(jax.random.wrap_key_data(state.rng), start),
                            loop.LABEL_STREAM)
+  @jax.jit
+  def one(image, k, index, r_prev_uv, r_prev_depth, has_prev):
+    o = net.apply(variables, image, train=False)[-1]
+    t = semihand.perturbation(jax.random.fold_in(key, index), 1, SIZE, s)
+    o_t = net.apply(variables, consistency.warp_affine(image, t)[0], train=False)[-1]
+    p = Pose25D(o["uv"] * UNIT, o["depth"])
+    p_t = Pose25D(o_t["uv"] * UNIT, o_t["depth"])
+
+    def correct(q):
+      uv, d = correction.correct_pose_25d(q.uv / UNIT, q.depth * semihand.TEMPLATE_SCALE, k, 0)
+      return Pose25D(uv * UNIT, d / semihand.TEMPLATE_SCALE)
+
+    # Alg. 6.1 l. 1 (p_hat = p') in round 0, Eq. 6.7 with the previous r afterwards.
+    pseudo = Pose25D(jnp.where(has_prev, 0.5 * (p.uv + r_prev_uv * UNIT), p.uv),
+                     jnp.where(has_prev, 0.5 * (p.depth + r_prev_depth), p.depth))
+    corrected = correct(pseudo)
+    conf = (pseudo_labels.pose_distance(consistency.affine_pose(pseudo, t.at[..., 2].multiply(
+        UNIT)), p_t) + pseudo_labels.pose_distance(pseudo, corrected))
+    return {"pseudo_uv": pseudo.uv[0] / UNIT, "pseudo_depth": pseudo.depth[0],
+            "corrected_uv": corrected.uv[0] / UNIT, "corrected_depth": corrected.depth[0],
+            "confidence": conf[0]}
+
   out = {}
   for b in examples:
     for r in range(len(b["index"])):
       i = int(b["index"][r])
-      image = jnp.asarray(b["image"][r:r + 1])
-      o = net.apply(variables, image, train=False)[-1]
-      t = semihand.perturbation(jax.random.fold_in(key, i), 1, SIZE, s)
-      o_t = net.apply(variables, consistency.warp_affine(image, t)[0], train=False)[-1]
-      p = Pose25D(o["uv"] * UNIT, o["depth"])
-      p_t = Pose25D(o_t["uv"] * UNIT, o_t["depth"])
-      k = jnp.asarray(b["K"][r:r + 1])
-
-      def correct(q, k=k):
-        uv, d = correction.correct_pose_25d(q.uv / UNIT, q.depth * semihand.TEMPLATE_SCALE, k, 0)
-        return Pose25D(uv * UNIT, d / semihand.TEMPLATE_SCALE)
-
       if previous is None:
-        pseudo = p  # Alg. 6.1 l. 1
+        prev = (np.zeros((21, 2), np.float32), np.zeros(21, np.float32), False)
       else:
         j = int(np.searchsorted(previous.index, i))
-        r_prev = Pose25D(previous.values["corrected_uv"][j] * UNIT,
-                         previous.values["corrected_depth"][j])
-        pseudo = Pose25D(0.5 * (p.uv + r_prev.uv), 0.5 * (p.depth + r_prev.depth))  # Eq. 6.7
-      corrected = correct(pseudo)
-      conf = (pseudo_labels.pose_distance(consistency.affine_pose(pseudo, t.at[..., 2].multiply(
-          UNIT)), p_t) + pseudo_labels.pose_distance(pseudo, corrected))
-      out[i] = {"pseudo_uv": pseudo.uv[0] / UNIT, "pseudo_depth": pseudo.depth[0],
-                "corrected_uv": corrected.uv[0] / UNIT, "corrected_depth": corrected.depth[0],
-                "confidence": conf[0]}
+        prev = (previous.values["corrected_uv"][j], previous.values["corrected_depth"][j], True)
+      out[i] = one(jnp.asarray(b["image"][r:r + 1]), jnp.asarray(b["K"][r:r + 1]), i, *prev)
   return out
 
 
@@ -270,6 +289,7 @@ def uninterrupted(tmp_path_factory):
   return workdir, sharding.to_host(_run(workdir).params)
 
 
+@pytest.mark.slow  # needs the uninterrupted trainer run (~45 s)
 def test_labels_fixed_within_a_round_and_renewed_between_rounds(uninterrupted):
   workdir, _ = uninterrupted
   # Checkpoint s is saved after step s - 1: rounds start at steps 2 and 5 (2 + 6 * k // 2).
@@ -283,6 +303,7 @@ def test_labels_fixed_within_a_round_and_renewed_between_rounds(uninterrupted):
   np.testing.assert_array_equal(stores[8].values["pseudo_uv"], stores[6].values["pseudo_uv"])
 
 
+@pytest.mark.slow  # three tiny trainer runs, ~90 s on 2 cores
 def test_preempted_runs_resume_to_the_uninterrupted_store_and_params(tmp_path, uninterrupted):
   """Stopped mid-round 0 (step 4) and just after round 1 began (step 6): the resumed run finishes
   round 0 with the checkpointed labels, relabels round 1 from the same parameters, and ends with
@@ -296,6 +317,7 @@ def test_preempted_runs_resume_to_the_uninterrupted_store_and_params(tmp_path, u
                                   _labels(full_dir, 8).values[name])
 
 
+@pytest.mark.slow  # needs the uninterrupted trainer run (~45 s)
 def test_resume_with_another_target_size_is_a_clear_error(tmp_path, uninterrupted):
   full_dir, _ = uninterrupted
   config = _config()

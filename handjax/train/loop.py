@@ -111,7 +111,7 @@ def label_round(method: method_lib.Method, k: int, state: state_lib.TrainState,
                    process_count=jax.process_count(), seed=config.seed)
 
   @jax.jit
-  def labeller(params, model_state, batch, raw_rng):
+  def labeller(params, model_state, batch, raw_rng, start):
     base = jax.random.wrap_key_data(raw_rng)
     rng = jax.random.fold_in(jax.random.fold_in(base, start), LABEL_STREAM)
     out = dict(rounds.label(params, model_state, batch, rng))
@@ -128,7 +128,8 @@ def label_round(method: method_lib.Method, k: int, state: state_lib.TrainState,
 
   log.info("Round %d of %d starts at step %d: labelling the training examples.", k + 1,
            len(rounds.starts), start)
-  out = evaluation.map_split(lambda p, m, b: labeller(p, m, b, state.rng), state.params,
+  out = evaluation.map_split(lambda p, m, b: labeller(p, m, b, state.rng, np.int32(start)),
+                             state.params,
                              state.model_state, batches(), mesh,
                              sharding_lib.local_batch_size(config.batch_size, mesh))
   num = getattr(passes, "num_examples", len(out[label_store_lib.INDEX_KEY]))
