@@ -65,7 +65,8 @@ def main(argv: Sequence[str]) -> None:
   import jax  # pylint: disable=g-import-not-at-top
   from handjax import train  # pylint: disable=g-import-not-at-top
   from handjax.train import checkpoint, config_checks, guards  # pylint: disable=g-import-not-at-top
-  from handjax.train import interrupts, label_store, sharding  # pylint: disable=g-import-not-at-top
+  from handjax.train import interrupts, sharding  # pylint: disable=g-import-not-at-top
+  from handjax.train import label_store  # pylint: disable=g-import-not-at-top
 
   sharding.maybe_initialize_distributed(_DISTRIBUTED.value)
   config = _CONFIG.value

@@ -342,7 +342,9 @@ def stored_pseudo_labels(batch, map_size: int) -> tuple[Pose25D, Pose25D, jax.Ar
       uv = consistency.affine_uv(uv, h[..., :2, :])
     return map_to_loss_uv(image_to_map_uv(uv, image_size, map_size), map_size)
 
-  get = lambda name: batch[label_store.stored_key(name)]  # pylint: disable=unnecessary-lambda-assignment
+  def get(name: str) -> jax.Array:
+    return batch[label_store.stored_key(name)]
+
   pseudo = Pose25D(to_loss(get("pseudo_uv")), get("pseudo_depth"))
   corrected = Pose25D(to_loss(get("corrected_uv")), get("corrected_depth"))
   return pseudo, corrected, get("confidence")
@@ -508,8 +510,9 @@ def semihand_method(config: ml_collections.ConfigDict) -> method_lib.Method:
       raise ValueError(f"config.semihand.pseudo_label_update must be one of {LABEL_UPDATES}, got "
                        f"{s.pseudo_label_update!r}.")
     if config.data.get("view_correction", False):
-      raise ValueError("config.data.view_correction with semihand pseudo-labels: stored labels move "
-                       "into the augmented view by an affine map, which view correction is not.")
+      raise ValueError("config.data.view_correction with semihand pseudo-labels: stored labels "
+                       "move into the augmented view by an affine map, which view correction is "
+                       "not.")
     label_rounds = method_lib.LabelRounds(
         starts=round_starts(pre, int(config.num_steps), k), label=make_label_fn(config),
         spec=LABEL_SPEC, rows=_unlabelled_rows)

@@ -88,7 +88,7 @@ class LabelStore:
 
   def attach(self, batch: Mapping[str, np.ndarray], rows: np.ndarray,
              spec: Mapping[str, jax.ShapeDtypeStruct]) -> dict[str, np.ndarray]:
-    """``batch`` plus ``stored_<name>`` (the stored value, zeros on unselected rows), ``has_stored``.
+    """``batch`` plus ``stored_<name>`` (stored values, zeros on unselected rows) and ``has_stored``.
 
     Args:
       batch: a local numpy batch with ``index`` (B,).

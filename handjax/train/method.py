@@ -150,7 +150,7 @@ class LabelRounds:
       raise ValueError(f"LabelRounds.starts must be non-empty, increasing and >= 0, got {starts}.")
 
   def round_at(self, step: int) -> int | None:
-    """The round that step ``step`` belongs to (the last start <= step), or None before the first."""
+    """The round of step ``step`` (the last start <= step), or None before the first."""
     k = None
     for i, start in enumerate(self.starts):
       if start <= step:
