@@ -225,6 +225,10 @@ def cpu_scale(config: ml_collections.ConfigDict, steps: int) -> ml_collections.C
     # hourglass ran 0.5 pre-training / 0.26 adaptation steps/s on the 2-core CPU, 4x slower.
     m.stem_stride = 2
     c.semihand.pretrain_steps = scale_length(int(c.semihand.pretrain_steps), paper_steps, steps)
+    # Algorithm 6.1's K = 10 rounds are epochs over X_U in Sec. 6.4; 1000 CPU steps adapt ~1.3
+    # epochs of the 4000 target examples, and each round begins with a labelling pass over all of
+    # them (two forward passes each). Two rounds: the initial labels and one update of Eq. 6.7.
+    c.semihand.pseudo_label_rounds = min(int(c.semihand.pseudo_label_rounds), 2)
     _scale_domains(c, shifted)
   elif c.method == "dual_modality":
     m.width = 0.25

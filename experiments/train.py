@@ -66,6 +66,7 @@ def main(argv: Sequence[str]) -> None:
   from handjax import train  # pylint: disable=g-import-not-at-top
   from handjax.train import checkpoint, config_checks, guards  # pylint: disable=g-import-not-at-top
   from handjax.train import interrupts, sharding  # pylint: disable=g-import-not-at-top
+  from handjax.train import label_store  # pylint: disable=g-import-not-at-top
 
   sharding.maybe_initialize_distributed(_DISTRIBUTED.value)
   config = _CONFIG.value
@@ -80,7 +81,7 @@ def main(argv: Sequence[str]) -> None:
     print(e, file=sys.stderr, flush=True)
     sys.exit(interrupts.EXIT_STATUS)
   except (checkpoint.CheckpointError, guards.NonFiniteError, guards.DataSpecError, PermissionError,
-          NotADirectoryError) as e:
+          NotADirectoryError, label_store.LabelStoreError) as e:
     # Expected failures (data/config mismatch, bad workdir, divergence, a damaged checkpoint, a
     # failed save) get one clear line, not a traceback; anything else is a bug and keeps its
     # traceback. sys.exit prints it to stderr once.

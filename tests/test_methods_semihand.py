@@ -16,6 +16,7 @@ from handjax.losses import image as image_losses
 from handjax.losses import pseudo_labels
 from handjax.losses.pose import pose_25d_distance
 from handjax.methods import semihand
+from handjax.train import label_store
 from handjax.train import method as method_lib
 
 SIZE = 32
@@ -52,8 +53,22 @@ def _batch() -> dict[str, jax.Array]:
           "pose3d_normalized": jnp.asarray(normalized, jnp.float32),
           "scale": jnp.asarray(scale, jnp.float32), "mask": jnp.asarray(mask),
           "K": jnp.broadcast_to(jnp.asarray(K), (BATCH, 3, 3)),
-          "hand_side": jnp.zeros((BATCH,), jnp.int32),
+          "hand_side": jnp.zeros((BATCH,), jnp.int32), "index": jnp.arange(BATCH),
           "has_pose3d": jnp.array([True, True, False, False])}
+
+
+def _with_stored_labels(config, method, batch) -> dict[str, jax.Array]:
+  """``batch`` plus a round's stored labels made by another network (another init), so that the
+  labels are not functions of the current prediction."""
+  other_params, other_state = jax.jit(method.init)(jax.random.key(2), batch)
+  host = {k: np.asarray(v) for k, v in batch.items()}
+  empty = label_store.empty_batch_labels(host, semihand.LABEL_SPEC)
+  labels = semihand.make_label_fn(config)(other_params, other_state, empty, jax.random.key(3))
+  out = dict(batch)
+  for name, value in labels.items():
+    out[label_store.stored_key(name)] = value
+  out[label_store.HAS_STORED] = ~batch["has_pose3d"]
+  return out
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +77,7 @@ def setup():
   method = method_lib.get_method(config)
   batch = _batch()
   params, state = jax.jit(method.init)(jax.random.key(1), batch)
-  return config, method, batch, params, state
+  return config, method, _with_stored_labels(config, method, batch), params, state
 
 
 def _reference_terms(config, params, state, batch, rng):
@@ -89,13 +104,12 @@ def _reference_terms(config, params, state, batch, rng):
   p_t = Pose25D(out_t["uv"] * UNIT, out_t["depth"])
   s_t = semihand.TEMPLATE_SCALE
 
-  def correct(q):
-    uv, d = correction.correct_pose_25d(q.uv / UNIT, q.depth * s_t, batch["K"], 0)
-    return Pose25D(uv * UNIT, d / s_t)
-
-  pseudo = jax.tree.map(lambda a, b: 0.5 * (a + b), p, correct(p))
-  corrected = correct(pseudo)
-  conf = pseudo_labels.confidence(pseudo, p_t, corrected, t_unit)
+  del s_t
+  # L_unsup (Eq. 6.6) with the round's stored p_hat, r and C (image pixels = map pixels here; no
+  # augmentation map in the batch: the identity).
+  pseudo = Pose25D(batch["stored_pseudo_uv"] * UNIT, batch["stored_pseudo_depth"])
+  corrected = Pose25D(batch["stored_corrected_uv"] * UNIT, batch["stored_corrected_depth"])
+  conf = batch["stored_confidence"]
   keep = np.asarray(conf) <= s.tau
   l_pp = np.asarray(pseudo_labels.pose_distance(p, pseudo))
   l_rp = np.asarray(pseudo_labels.pose_distance(corrected, p))

@@ -245,8 +245,9 @@ def test_new_rows_scale_phases_to_steps_and_keep_their_switches():
         assert paper.data.image_size == 256 and paper.beta == 100.0
         assert config.beta == pytest.approx(6.25) and config.embed_beta == paper.embed_beta / 16
     elif config.method == "semihand":
-      assert config.semihand.to_dict() | {"pretrain_steps": 0} == (
-          paper.semihand.to_dict() | {"pretrain_steps": 0}), row.name
+      scaled = {"pretrain_steps": 0, "pseudo_label_rounds": 0}
+      assert config.semihand.to_dict() | scaled == paper.semihand.to_dict() | scaled, row.name
+      assert config.semihand.pseudo_label_rounds == min(paper.semihand.pseudo_label_rounds, 2)
       expected = steps if paper.semihand.pretrain_steps == paper.num_steps else 667
       assert config.semihand.pretrain_steps == expected, row.name
       assert config.model.features == 32 and config.model.num_stacks == 2

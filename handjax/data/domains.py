@@ -27,6 +27,9 @@ import numpy as np
 
 from handjax.data import pipeline
 
+# The split role of the pseudo-labelling pass (handjax.train.datasets.LABEL_ROLE).
+LABEL_ROLE = "label"
+
 
 def default_data_config(resolution: int) -> ml_collections.ConfigDict:
   """`pipeline.default_data_config()` for synthetic-to-synthetic adaptation at `resolution`:
@@ -112,7 +115,9 @@ def make_mixed_dataset(config: ml_collections.ConfigDict, split: str, *, process
     sources: optional (source, target) random-access sources (tests); default tfds.
 
   Returns:
-    A `MixedDataset` (train) or the target `grain.IterDataset`.
+    A `MixedDataset` (train), the target `grain.IterDataset` (evaluation splits), or for the split
+    role ``"label"`` the target training split's `pipeline.OrderedPass` (the pseudo-labelling pass
+    of SemiHand's rounds: the rows every training batch takes from the target domain).
   """
   if "target" not in config.data:
     raise ValueError("make_mixed_dataset needs config.data.target (overrides for the target "
@@ -121,9 +126,14 @@ def make_mixed_dataset(config: ml_collections.ConfigDict, split: str, *, process
   source_data = ml_collections.ConfigDict(
       {k: v for k, v in config.data.to_dict().items() if k != "target"})
   train = split == source_data.train_split
-  target_data = target_data_config(config.data, keep_labels=not train)
   src, tgt = sources if sources is not None else (None, None)
   kwargs = {"process_index": process_index, "process_count": process_count}
+  if split == LABEL_ROLE:  # The target training examples once, in order, unaugmented.
+    target_data = target_data_config(config.data)
+    target_data.batch_size = batch
+    return pipeline.make_dataset(target_data, source_data.train_split, seed=seed + 1, source=tgt,
+                                 labelling_pass=True, **kwargs)
+  target_data = target_data_config(config.data, keep_labels=not train)
   if not train:
     target_data.batch_size = batch
     return pipeline.make_dataset(target_data, split, seed=seed, source=tgt, **kwargs)

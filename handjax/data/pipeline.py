@@ -285,6 +285,33 @@ def finalize_example(example: T.Example, config: ml_collections.ConfigDict,
   return out
 
 
+def reference_to_view(reference: T.View, view: T.View) -> np.ndarray:
+  """(3, 3) float32 homography from the pixels of ``reference`` to those of ``view``.
+
+  Both views see the same source camera: x_view ~ K_v M_v M_r^-1 K_r^-1 x_ref. Crop jitter, in-plane
+  rotation and flips make it affine (last row [0, 0, 1]) and leave every joint's depth unchanged
+  (a roll about the optical axis or a mirror keeps z), so a 2.5D label made on the reference view
+  moves to the augmented view by this map on uv alone. Normalised to H[2, 2] = 1.
+  """
+  h = view.K @ view.M @ np.linalg.inv(reference.M) @ np.linalg.inv(reference.K)
+  return (h / h[2, 2]).astype(np.float32)
+
+
+class OrderedPass:
+  """One ordered, unaugmented pass over a training split, with its number of examples.
+
+  The pseudo-labelling pass of self-training methods (`make_dataset(..., labelling_pass=True)`):
+  iterating gives the batches; ``num_examples`` is the split's size (all processes together).
+  """
+
+  def __init__(self, batches: Any, num_examples: int):
+    self.batches = batches
+    self.num_examples = int(num_examples)
+
+  def __iter__(self):
+    return iter(self.batches)
+
+
 class ProcessExample(grain.transforms.RandomMap):
   """Crop + augmentation + targets for one example (picklable for grain worker processes)."""
 
@@ -301,6 +328,8 @@ class ProcessExample(grain.transforms.RandomMap):
       partner_view = _choose_view(partner, self.config, rng, augment=False)
       content_image = T.normalize_image(T.warp(partner, partner_view)["image"])
     view = _choose_view(example, self.config, rng, self.augment)
+    # The pixel map from the unaugmented view (what the pseudo-labelling pass sees) to this one.
+    reference = _choose_view(example, self.config, rng, augment=False) if self.augment else view
     example = T.warp(example, view)
     aug = self.config.augment
     if self.augment and (aug.hue_deg > 0 or aug.brightness > 0):
@@ -308,6 +337,7 @@ class ProcessExample(grain.transforms.RandomMap):
           example["image"], np.deg2rad(rng.uniform(-aug.hue_deg, aug.hue_deg)),
           1.0 + rng.uniform(-aug.brightness, aug.brightness))
     out = finalize_example(example, self.config, rng)
+    out["reference_to_view"] = reference_to_view(reference, view)
     if content_image is not None:
       out["content_image"] = content_image
     return out
@@ -321,7 +351,8 @@ def make_dataset(
     process_count: int = 1,
     seed: int = 0,
     source: Any = None,
-) -> grain.IterDataset:
+    labelling_pass: bool = False,
+) -> grain.IterDataset | OrderedPass:
   """A grain pipeline over this process's shard of every global batch (see the module docstring).
 
   Args:
@@ -333,9 +364,13 @@ def make_dataset(
     process_count: number of processes (jax.process_count()); must divide config.batch_size.
     seed: shuffle and augmentation seed.
     source: a random-access source (len + __getitem__); default `load_source(config, split)`.
+    labelling_pass: read ``split`` as training data (its labelled fraction applies: the
+      unlabelled examples keep has_pose3d False) but once, in order, unaugmented, keeping the last
+      partial batch: the pass in which a self-training method labels its training examples.
 
   Returns:
     A `grain.IterDataset`; `iter(ds)` gives a checkpointable iterator (`get_state` / `set_state`).
+    With ``labelling_pass``, an `OrderedPass` over it.
   """
   if not 0 <= process_index < process_count:
     raise ValueError(
@@ -347,13 +382,13 @@ def make_dataset(
     source = load_source(config, split)
   if len(source) == 0:
     raise ValueError(f"split {split!r} of {config.dataset} is empty")
-  train = split == config.train_split
+  train = split == config.train_split and not labelling_pass
   ds = grain.MapDataset.source(source)
   weak = tuple(config.get("weak_labels", ()) or ())
   if not set(weak) <= set(POSE_LABEL_KEYS):
     raise ValueError(f"data.weak_labels must be keys of {POSE_LABEL_KEYS}, got {weak}")
   # The labelled fraction is a training setting: evaluation splits keep every label.
-  fraction = config.labelled_fraction if train else 1.0
+  fraction = config.labelled_fraction if train or labelling_pass else 1.0
   ds = ds.map_with_index(_MarkLabelled(num_labelled(len(source), fraction), len(source), weak))
   if config.get("content_image", False):
     ds = ds.map_with_index(_AddContentPartner(source, content_group_size(source, split)))
@@ -370,4 +405,4 @@ def make_dataset(
       # nothing parsed them, so take the defaults instead of failing in the workers.
       flags.FLAGS.mark_as_parsed()
     iter_ds = iter_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=int(config.num_workers)))
-  return iter_ds
+  return OrderedPass(iter_ds, len(source)) if labelling_pass else iter_ds

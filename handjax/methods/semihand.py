@@ -21,13 +21,29 @@ resolution, whatever the network's map size; it does not state the unit, and thi
 lambda_d = 50 balances the terms), depth is the root-relative depth divided by the reference-bone
 length s (Iqbal et al. ECCV 2018), i.e. ``pose3d_normalized[..., 2]``.
 
-Departure from Algorithm 6.1 (documented for BUILD_NOTES): labels are not stored per round. At every
-step the pseudo-label is computed on the fly from the current model's prediction p' on the batch
-view x under stop-gradient: r' = P(p'), p_hat = (p' + r') / 2 (the exact minimiser of Eq. 6.7,
-`losses.pseudo_labels.update_pseudo_labels`), r = P(p_hat). The K rounds of Algorithm 6.1 thus
-become one label update per step (K = number of adaptation steps). The correction needs metric
-depth: the unknown target scale is replaced by the template's reference-bone length (the correction
-imposes the template's bone lengths anyway).
+Pseudo-labels in rounds (Algorithm 6.1, Sec. 6.3.2, Eq. 6.6-6.8). The adaptation phase is split into
+``pseudo_label_rounds`` = K rounds of equal length (`round_starts`; K = 10 in Sec. 6.4, where a
+round is an epoch over X_U). At the start of each round the trainer (`Method.label_rounds`,
+`handjax.train.label_store`) runs `make_label_fn` over the unlabelled target training set once, in
+order, unaugmented, with the current model in inference mode (running BatchNorm statistics, so a
+label does not depend on the other rows of its batch):
+
+* p' = f(x) on the original view, r' its correction;
+* the label: round 1 p_hat = p' (Alg. 6.1 l. 1-2), later rounds p_hat = (p' + r') / 2, the exact
+  minimiser of Eq. 6.7 (`pseudo_labels.update_pseudo_labels`) with r' the previous round's stored
+  correction ("the previous correction", ``pseudo_label_update = "algorithm"``); with
+  ``"current"`` every round uses r' = P(p'); then r = P(p_hat);
+* C(p_hat) of Eq. 6.8 with its own perturbed view T(x) (Sec. 6.3.4's T, drawn from the round key
+  and the example index).
+
+p_hat, r and C are stored per example, keyed by its source index, and are constants for the round.
+Training reads them from the batch (``stored_*`` keys) and minimises Eq. 6.6,
+1(C <= tau) l(p, p_hat) + l(r, p), on the current prediction p of the training view. The pipeline
+augments that view geometrically (crop jitter, rotation, flip); the stored uv are moved into it by
+the batch's ``reference_to_view`` map (exact for these similarity maps, which leave depth
+unchanged; view correction is refused). The correction needs metric depth: the unknown target
+scale is replaced by the template's reference-bone length (the correction imposes the template's
+bone lengths anyway).
 """
 
 from __future__ import annotations
@@ -37,6 +53,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from handjax.hand import circles as circles_lib
 from handjax.hand import correction
@@ -48,6 +65,7 @@ from handjax.losses import image as image_losses
 from handjax.losses import pseudo_labels
 from handjax.losses.pose import pose_25d_distance
 from handjax.models.hourglass import Hourglass
+from handjax.train import label_store
 from handjax.train import method as method_lib
 
 LAMBDA_W = 100.0  # mask weight of Eq. 6.3 (Sec. 6.4.1).
@@ -214,27 +232,122 @@ def make_corrector(K: jax.Array, hand_side: jax.Array, image_size: int,
   return correct
 
 
-def pseudo_label_terms(pred: Pose25D, pred_t: Pose25D, transform: jax.Array, correct,
-                       tau: float, lambda_d: float) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """Per-example L_unsup (Eq. 6.6) with on-the-fly labels (module docstring) and C (Eq. 6.8).
+def loss_unit_transforms(transform: jax.Array, image_size: int,
+                         map_size: int) -> tuple[jax.Array, jax.Array]:
+  """An image-pixel map T as (t_map, t_unit): in heat-map pixels and in loss units.
+
+  Loss units scale map pixels, so T is conjugated by that scaling: uv are compared in loss units
+  (t_unit), masks at the network's map size (t_map).
+  """
+  t_map = rescale_affine(transform, map_size / image_size)
+  t_unit = jnp.concatenate([t_map[..., :2], map_to_loss_uv(t_map[..., 2:], map_size)], -1)
+  return t_map, t_unit
+
+
+# Per-example values of a round's label store (image pixels of the unaugmented view; depth / s).
+LABEL_SPEC = {
+    "pseudo_uv": jax.ShapeDtypeStruct((skeleton.NUM_JOINTS, 2), jnp.float32),
+    "pseudo_depth": jax.ShapeDtypeStruct((skeleton.NUM_JOINTS,), jnp.float32),
+    "corrected_uv": jax.ShapeDtypeStruct((skeleton.NUM_JOINTS, 2), jnp.float32),
+    "corrected_depth": jax.ShapeDtypeStruct((skeleton.NUM_JOINTS,), jnp.float32),
+    "confidence": jax.ShapeDtypeStruct((), jnp.float32),
+}
+LABEL_UPDATES = ("algorithm", "current")
+
+
+def round_starts(pretrain_steps: int, num_steps: int, rounds: int) -> list[int]:
+  """The first steps of ``rounds`` equal rounds of the adaptation phase [pretrain, num_steps)."""
+  adapt = num_steps - pretrain_steps
+  return sorted({pretrain_steps + (k * adapt) // rounds for k in range(rounds)})
+
+
+def round_labels(pred: Pose25D, correct: Callable[[Pose25D], Pose25D], previous_corrected: Pose25D,
+                 has_previous: jax.Array, update: str) -> tuple[Pose25D, Pose25D]:
+  """(p_hat, r = P(p_hat)) of a round from the model's prediction p' (module docstring).
 
   Args:
-    pred: prediction p = f(x) in loss units.
-    pred_t: prediction f(T(x)) on the perturbed view.
-    transform: (B, 2, 3) T in loss units (`map_to_loss_uv`).
-    correct: the registration P on loss-unit poses.
-    tau: confidence threshold.
-    lambda_d: depth weight of Eq. 6.2.
-
-  Returns:
-    (loss (B,), confidence (B,), kept (B,) bool).
+    pred: p' in loss units.
+    correct: P on loss-unit poses.
+    previous_corrected: the previous round's stored r (loss units; any value where not
+      ``has_previous``).
+    has_previous: (B,) bool: the row has a label from the previous round.
+    update: ``"algorithm"``: p_hat = p' without a previous label (Alg. 6.1 l. 1-2), else
+      (p' + r_prev) / 2 (l. 6, Eq. 6.7); ``"current"``: p_hat = (p' + P(p')) / 2 every round.
   """
-  previous = jax.lax.stop_gradient(pred)
-  pseudo, corrected = pseudo_labels.update_pseudo_labels(previous, correct(previous), correct)
-  conf = pseudo_labels.confidence(pseudo, jax.lax.stop_gradient(pred_t), corrected, transform,
-                                  lambda_d)
-  loss = pseudo_labels.unsupervised_loss(pred, pseudo, corrected, conf, tau, lambda_d)
-  return loss, conf, pseudo_labels.select_confident(conf, tau)
+  if update == "current":
+    return pseudo_labels.update_pseudo_labels(pred, correct(pred), correct)
+  updated = jax.tree.map(lambda a, b: 0.5 * (a + b), pred, previous_corrected)
+
+  def pick(a, b):
+    return jnp.where(has_previous.reshape(has_previous.shape + (1,) * (a.ndim - 1)), a, b)
+
+  pseudo = jax.tree.map(pick, updated, pred)
+  return pseudo, correct(pseudo)
+
+
+def make_label_fn(config: ml_collections.ConfigDict) -> method_lib.LabelFn:
+  """The labelling pass of a round: ``label(params, model_state, batch, rng) -> LABEL_SPEC``."""
+  net = _network(config)
+  s = config.semihand
+  map_size = _map_size(config)
+
+  def label(params, model_state, batch, rng):
+    image = batch["image"]
+    image_size = image.shape[1]
+    variables = {**params, **model_state}
+    out = net.apply(variables, image, train=False)[-1]
+    keys = jax.vmap(lambda i: jax.random.fold_in(rng, i))(batch["index"].astype(jnp.int32))
+    transform = jax.vmap(lambda key: perturbation(key, 1, image_size, s)[0])(keys)
+    image_t, _ = consistency.warp_affine(image, transform)
+    out_t = net.apply(variables, image_t, train=False)[-1]
+    _, t_unit = loss_unit_transforms(transform, image_size, map_size)
+    pred, pred_t = stack_pose(out, map_size), stack_pose(out_t, map_size)
+    correct = make_corrector(batch["K"], batch["hand_side"], image_size, map_size)
+
+    def to_loss(uv):
+      return map_to_loss_uv(image_to_map_uv(uv, image_size, map_size), map_size)
+
+    def to_image(uv):
+      return map_to_image_uv(loss_to_map_uv(uv, map_size), image_size, map_size)
+
+    previous = Pose25D(to_loss(batch[label_store.stored_key("corrected_uv")]),
+                       batch[label_store.stored_key("corrected_depth")])
+    pseudo, corrected = round_labels(pred, correct, previous,
+                                     batch[label_store.HAS_STORED].astype(bool),
+                                     s.pseudo_label_update)
+    conf = pseudo_labels.confidence(pseudo, pred_t, corrected, t_unit, s.lambda_d)
+    return {"pseudo_uv": to_image(pseudo.uv), "pseudo_depth": pseudo.depth,
+            "corrected_uv": to_image(corrected.uv), "corrected_depth": corrected.depth,
+            "confidence": conf}
+
+  return label
+
+
+def stored_pseudo_labels(batch, map_size: int) -> tuple[Pose25D, Pose25D, jax.Array]:
+  """The round's stored (p_hat, r, C) of each row, moved into the training view, in loss units.
+
+  Raises:
+    ValueError: the batch has no stored labels (the trainer attaches them; `Method.label_rounds`).
+  """
+  if label_store.stored_key("confidence") not in batch:
+    raise ValueError("the semihand adaptation loss with use_pseudo_labels reads the round's stored "
+                     "pseudo-labels (batch keys stored_*), which the trainer attaches "
+                     "(Method.label_rounds); this batch has none.")
+  image = batch["image"]
+  image_size = image.shape[1]
+  h = batch.get("reference_to_view")
+
+  def to_loss(uv):
+    if h is not None:
+      uv = consistency.affine_uv(uv, h[..., :2, :])
+    return map_to_loss_uv(image_to_map_uv(uv, image_size, map_size), map_size)
+
+  def get(name: str) -> jax.Array:
+    return batch[label_store.stored_key(name)]
+
+  pseudo = Pose25D(to_loss(get("pseudo_uv")), get("pseudo_depth"))
+  corrected = Pose25D(to_loss(get("corrected_uv")), get("corrected_depth"))
+  return pseudo, corrected, get("confidence")
 
 
 def cross_modal_term(out: dict[str, jax.Array], batch, map_size: int) -> jax.Array:
@@ -288,17 +401,17 @@ def make_loss(config: ml_collections.ConfigDict, adapt: bool) -> method_lib.Loss
       image_t, _ = consistency.warp_affine(batch["image"], transform)
       outputs_t, _ = net.apply(variables, image_t, train=True, mutable=["batch_stats"])
       last, last_t = outputs[-1], outputs_t[-1]
-      t_map = rescale_affine(transform, map_size / image_size)
-      # Loss units scale map pixels: conjugate T by that scaling. uv is compared in loss units
-      # (t_unit), the masks at the network's map size (t_map).
-      t_unit = jnp.concatenate([t_map[..., :2], map_to_loss_uv(t_map[..., 2:], map_size)], -1)
+      t_map, t_unit = loss_unit_transforms(transform, image_size, map_size)
       pred, pred_t = stack_pose(last, map_size), stack_pose(last_t, map_size)
       if s.use_pseudo_labels:
-        correct = make_corrector(batch["K"], batch["hand_side"], image_size, map_size)
-        unsup, conf, kept = pseudo_label_terms(pred, pred_t, t_unit, correct, s.tau, s.lambda_d)
-        total = total + s.lambda_l * _row_mean(unsup, unlabelled)
-        metrics.update(unsup=_row_mean(unsup, unlabelled), confidence=_row_mean(conf, unlabelled),
-                       kept_fraction=_row_mean(kept.astype(jnp.float32), unlabelled))
+        # Eq. 6.6 with the round's stored labels (constants; module docstring).
+        pseudo, corrected, conf = stored_pseudo_labels(batch, map_size)
+        unsup = pseudo_labels.unsupervised_loss(pred, pseudo, corrected, conf, s.tau, s.lambda_d)
+        rows = unlabelled & batch[label_store.HAS_STORED].astype(bool)
+        kept = pseudo_labels.select_confident(conf, s.tau).astype(jnp.float32)
+        total = total + s.lambda_l * _row_mean(unsup, rows)
+        metrics.update(unsup=_row_mean(unsup, rows), confidence=_row_mean(conf, rows),
+                       kept_fraction=_row_mean(kept, rows))
       if s.use_vc:
         vc_pose, vc_mask = consistency.view_consistency(
             pred_t, jax.nn.sigmoid(last_t["mask_logits"]), pred,
@@ -350,6 +463,11 @@ def default_semihand_config() -> ml_collections.ConfigDict:
   c.tau = pseudo_labels.TAU
   c.pretrain_steps = 0
   c.use_pseudo_labels = True
+  # Algorithm 6.1: K rounds over the adaptation phase, labels made at each round's start and fixed
+  # for it (Sec. 6.4: K = 10 epochs). "algorithm": Eq. 6.7 with the previous round's correction;
+  # "current": r' = P(p') of the current model every round (module docstring).
+  c.pseudo_label_rounds = 10
+  c.pseudo_label_update = "algorithm"
   c.use_vc = True
   c.use_cc = True
   # L_cons on labelled and unlabelled rows (Sec. 6.3.3); False: unlabelled rows only.
@@ -381,15 +499,40 @@ def semihand_method(config: ml_collections.ConfigDict) -> method_lib.Method:
     phases.append(method_lib.Phase("pretrain", make_loss(config, adapt=False), opt, stop=pre))
   if pre < config.num_steps:
     phases.append(method_lib.Phase("adapt", make_loss(config, adapt=True), opt, start=pre))
+  label_rounds = None
+  s = config.semihand
+  if s.use_pseudo_labels and pre < config.num_steps:
+    k = int(s.get("pseudo_label_rounds", 10))
+    if k < 1:
+      raise ValueError(f"config.semihand.pseudo_label_rounds must be >= 1 with use_pseudo_labels "
+                       f"(Algorithm 6.1's K), got {k}.")
+    if s.get("pseudo_label_update", "algorithm") not in LABEL_UPDATES:
+      raise ValueError(f"config.semihand.pseudo_label_update must be one of {LABEL_UPDATES}, got "
+                       f"{s.pseudo_label_update!r}.")
+    if config.data.get("view_correction", False):
+      raise ValueError("config.data.view_correction with semihand pseudo-labels: stored labels "
+                       "move into the augmented view by an affine map, which view correction is "
+                       "not.")
+    label_rounds = method_lib.LabelRounds(
+        starts=round_starts(pre, int(config.num_steps), k), label=make_label_fn(config),
+        spec=LABEL_SPEC, rows=_unlabelled_rows)
   j = skeleton.NUM_JOINTS
   spec = {"image": jax.ShapeDtypeStruct((size, size, 3), jnp.float32),
           "uv": jax.ShapeDtypeStruct((j, 2), jnp.float32),
           "pose3d_normalized": jax.ShapeDtypeStruct((j, 3), jnp.float32),
           "K": jax.ShapeDtypeStruct((3, 3), jnp.float32)}
   return method_lib.Method(name="semihand", init=init, phases=phases, predict=make_predict(config),
-                           input_spec=spec)
+                           input_spec=spec, label_rounds=label_rounds)
 
 
-__all__ = ["default_semihand_config", "image_to_map_uv", "make_loss", "map_to_image_uv",
-           "perturbation", "perturbation_affine", "pseudo_label_terms", "random_affine",
-           "rescale_affine", "semihand_method"]
+def _unlabelled_rows(batch) -> np.ndarray:
+  """Rows without a 3D label (X_U): the rows that are pseudo-labelled."""
+  flag = batch.get("has_pose3d")
+  n = len(np.asarray(batch["image"]))
+  return np.zeros(n, bool) if flag is None else ~np.asarray(flag).astype(bool)
+
+
+__all__ = ["LABEL_SPEC", "default_semihand_config", "image_to_map_uv", "loss_unit_transforms",
+           "make_label_fn", "make_loss", "map_to_image_uv", "perturbation", "perturbation_affine",
+           "random_affine", "rescale_affine", "round_labels", "round_starts", "semihand_method",
+           "stored_pseudo_labels"]

@@ -7,7 +7,10 @@ of three items:
   restored directly into the replicated sharding);
 - ``data``: the grain iterator state, one JSON file per process (``grain.checkpoint`` handler), so
   every process resumes its own shard at the same position;
-- ``config``: the run's config as JSON (``JsonSave``), read back by ``experiments.evaluate``.
+- ``config``: the run's config as JSON (``JsonSave``), read back by ``experiments.evaluate``;
+- ``labels`` (only for methods with ``label_rounds``): the current round's label store
+  (:meth:`handjax.train.label_store.LabelStore.to_tree`, numpy arrays), so a resumed run finishes
+  the round with the labels the uninterrupted run used.
 
 orbax writes each step into a temporary directory and renames it when complete, so a run killed
 mid-save leaves the previous checkpoint as the latest valid one; the training ``Checkpointer``
@@ -40,11 +43,12 @@ from absl import logging
 import grain
 import jax
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 
 CHECKPOINT_DIR = "checkpoints"
 DAMAGED_DIR = "damaged_checkpoints"
-ITEMS = ("state", "data", "config")
+ITEMS = ("state", "data", "config", "labels")
 T = TypeVar("T")
 
 
@@ -234,8 +238,10 @@ class Checkpointer:
     return sorted(self.manager.all_steps())
 
   def save(self, step: int, state: Any, data_iterator: Any | None,
-           config: ml_collections.ConfigDict) -> None:
+           config: ml_collections.ConfigDict, labels: Any | None = None) -> None:
     """Saves (asynchronously) the state, the iterator position and the config at ``step``.
+
+    ``labels``: an optional pytree of numpy arrays (the round's label store) saved with them.
 
     Raises:
       SaveError: this save could not start, or the previous asynchronous save failed.
@@ -246,6 +252,8 @@ class Checkpointer:
              "config": ocp.args.JsonSave(json.loads(config.to_json_best_effort()))}
     if data_iterator is not None:
       items["data"] = grain.checkpoint.CheckpointSave(data_iterator)
+    if labels is not None:
+      items["labels"] = ocp.args.StandardSave(labels)
     self.check(block=True)  # orbax would wait for the previous save anyway; name its failure.
     try:
       self.manager.save(step, args=ocp.args.Composite(**items), force=True)
@@ -316,6 +324,22 @@ class Checkpointer:
     except Exception as e:  # pylint: disable=broad-except
       return e
     return None
+
+  def restore_labels(self, step: int) -> Any | None:
+    """The ``labels`` pytree saved at ``step`` (numpy arrays), or None if that step has none.
+
+    Raises:
+      DamagedCheckpointError: the step has a labels item that does not read.
+    """
+    if not os.path.isdir(os.path.join(self.step_directory(step), "labels")):
+      return None
+    with _QuietAsyncio():
+      try:
+        restored = self.manager.restore(
+            step, args=ocp.args.Composite(labels=ocp.args.StandardRestore()))
+      except Exception as e:  # pylint: disable=broad-except
+        raise DamagedCheckpointError(self.step_directory(step), e) from e
+    return jax.tree.map(np.asarray, restored.labels)
 
   def restore_config(self, step: int) -> ml_collections.ConfigDict:
     """The config stored at ``step``; :class:`DamagedCheckpointError` if it does not read."""

@@ -13,6 +13,9 @@ from typing import Any, Callable
 import ml_collections
 
 DatasetFactory = Callable[..., Any]
+# The split role of the pseudo-labelling pass (`Method.label_rounds`): the training examples once,
+# in order, unaugmented (`pipeline.make_dataset(..., labelling_pass=True)`).
+LABEL_ROLE = "label"
 
 
 def resolve_dataset_factory(config: ml_collections.ConfigDict) -> DatasetFactory:
@@ -20,7 +23,8 @@ def resolve_dataset_factory(config: ml_collections.ConfigDict) -> DatasetFactory
 
   ``'toy'``: the in-memory toy data of :mod:`handjax.train.toy`. ``'domains'``: labelled source +
   unlabelled target batches (:func:`handjax.data.domains.make_mixed_dataset`; SemiHand and the
-  dual-modality network). Otherwise ``config.data`` is a
+  dual-modality network). The role ``'label'`` (:data:`LABEL_ROLE`) is the labelling pass over the
+  (target) training examples. Otherwise ``config.data`` is a
   ``handjax.data.pipeline.default_data_config()`` block, read by ``pipeline.make_dataset`` with the
   experiment's global ``config.batch_size`` (one batch size per run, not two that can disagree).
   """
@@ -36,8 +40,9 @@ def resolve_dataset_factory(config: ml_collections.ConfigDict) -> DatasetFactory
   def factory(cfg: ml_collections.ConfigDict, split: str, **kwargs: Any) -> Any:
     data_config = ml_collections.ConfigDict(cfg.data.to_dict())
     data_config.batch_size = cfg.batch_size
-    if split == "train":  # The trainer's role name -> the config's split (e.g. "train[:10%]").
-      split = data_config.get("train_split", "train")
+    if split in ("train", LABEL_ROLE):  # The trainer's roles -> the config's split.
+      role, split = split, data_config.get("train_split", "train")
+      return pipeline.make_dataset(data_config, split, labelling_pass=role == LABEL_ROLE, **kwargs)
     return pipeline.make_dataset(data_config, split, **kwargs)
 
   return factory

@@ -9,7 +9,7 @@ specs/datasets.md).
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -40,6 +40,62 @@ def _pad(local: Mapping[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
   return out
 
 
+def _padded_batches(batches: Iterable[Mapping[str, np.ndarray]],
+                    local_batch_size: int) -> Iterator[dict[str, np.ndarray]]:
+  """The local batches padded to ``local_batch_size``, as many on every process.
+
+  One process streams them. Several processes first count their batches (a process that runs out
+  of examples feeds all-padding batches, which keeps the collectives aligned), so they hold their
+  shard in memory.
+  """
+  if jax.process_count() == 1:
+    count = 0
+    for b in batches:
+      count += 1
+      yield _pad(dict(b), local_batch_size)
+    if count == 0:
+      raise ValueError("The evaluation split yielded no batch.")
+    return
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  local_batches = [dict(b) for b in batches]
+  num_batches = int(np.max(multihost_utils.process_allgather(np.asarray(len(local_batches)))))
+  if num_batches == 0:
+    raise ValueError("The evaluation split yielded no batch.")
+  template = local_batches[0] if local_batches else None
+  for i in range(num_batches):
+    if i < len(local_batches):
+      yield _pad(local_batches[i], local_batch_size)
+    else:
+      local = _pad({k: v[:1] for k, v in template.items()}, local_batch_size)
+      local[VALID_KEY][:] = False
+      yield local
+
+
+def map_split(fn: Any, params: Any, model_state: Any,
+              batches: Iterable[Mapping[str, np.ndarray]], mesh: Mesh,
+              local_batch_size: int) -> dict[str, np.ndarray]:
+  """Runs the jitted ``fn(params, model_state, batch) -> {name: (B, ...)}`` over a whole split.
+
+  Each process maps its own batches; the last partial batch is padded to ``local_batch_size`` rows
+  (one compiled ``fn``) and the padding dropped. ``fn`` sees the padded batch with a boolean
+  ``_valid`` key and must return per-row arrays.
+
+  Returns:
+    ``{name: array}`` with a leading axis over all examples of all processes (process-major).
+
+  Raises:
+    ValueError: the split yielded no batch on any process.
+  """
+  collected: dict[str, list[np.ndarray]] = {}
+  for local in _padded_batches(batches, local_batch_size):
+    batch = sharding_lib.global_batch(local, mesh)
+    out = sharding_lib.to_host({**fn(params, model_state, batch), VALID_KEY: batch[VALID_KEY]})
+    valid = out.pop(VALID_KEY).astype(bool)
+    for k, v in out.items():
+      collected.setdefault(k, []).append(v[valid])
+  return {k: np.concatenate(v) for k, v in collected.items()}
+
+
 def predict_split(method: method_lib.Method, params: Any, model_state: Any,
                   batches: Iterable[Mapping[str, np.ndarray]], mesh: Mesh,
                   local_batch_size: int, root_joint: int = 0) -> dict[str, np.ndarray]:
@@ -54,21 +110,12 @@ def predict_split(method: method_lib.Method, params: Any, model_state: Any,
     processes (process-major order); ``visible`` is the data's ``visible`` (all True if absent)
     and-ed with ``has_pose3d`` when present.
   """
-  local_batches = [dict(b) for b in batches]
-  count = np.asarray(len(local_batches))
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-    count = multihost_utils.process_allgather(count)
-  num_batches = int(np.max(count))
-  if num_batches == 0:
-    raise ValueError("The evaluation split yielded no batch.")
-  template = local_batches[0] if local_batches else None
 
   @jax.jit
   def predict(params, model_state, batch):
     pred, gt = method.predict(params, model_state, batch)["pose3d"], batch["pose3d"]
     out = {"pred_pose3d": pred - pred[:, root_joint:root_joint + 1],
-           "pose3d": gt - gt[:, root_joint:root_joint + 1], VALID_KEY: batch[VALID_KEY]}
+           "pose3d": gt - gt[:, root_joint:root_joint + 1]}
     # A joint counts if it is visible and the example has a 3D label (DESIGN.md: has_<key>).
     visible = batch.get("visible", jnp.ones(batch["pose3d"].shape[:2], bool)).astype(bool)
     if "has_pose3d" in batch:
@@ -76,18 +123,7 @@ def predict_split(method: method_lib.Method, params: Any, model_state: Any,
     out["visible"] = visible
     return out
 
-  collected: dict[str, list[np.ndarray]] = {}
-  for i in range(num_batches):
-    if i < len(local_batches):
-      local = _pad(local_batches[i], local_batch_size)
-    else:  # This process ran out of examples: an all-padding batch keeps the collectives aligned.
-      local = _pad({k: v[:1] for k, v in template.items()}, local_batch_size)
-      local[VALID_KEY][:] = False
-    out = sharding_lib.to_host(predict(params, model_state, sharding_lib.global_batch(local, mesh)))
-    valid = out.pop(VALID_KEY).astype(bool)
-    for k, v in out.items():
-      collected.setdefault(k, []).append(v[valid])
-  return {k: np.concatenate(v) for k, v in collected.items()}
+  return map_split(predict, params, model_state, batches, mesh, local_batch_size)
 
 
 ROOT_RELATIVE = "root_relative_gt_scale"

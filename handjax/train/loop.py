@@ -10,7 +10,9 @@ as ``train_eval/*`` scalars: the training half of a learning curve), ``keep_chec
 
 Determinism: the step RNG is ``fold_in(base, step)``, the data iterator position is checkpointed
 with the state, so a run killed at any point and restarted from its workdir reaches the same
-parameters as an uninterrupted run.
+parameters as an uninterrupted run. A method with ``label_rounds`` (self-training) also has the
+current round's label store checkpointed (:mod:`handjax.train.label_store`); a round that starts at
+the resumed step is labelled from the restored parameters, as the uninterrupted run did.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from handjax.train import datasets
 from handjax.train import evaluation
 from handjax.train import guards
 from handjax.train import interrupts
+from handjax.train import label_store as label_store_lib
 from handjax.train import method as method_lib
 from handjax.train import metrics_writer
 from handjax.train import sharding as sharding_lib
@@ -85,6 +88,62 @@ def run_evaluation(method: method_lib.Method, state: state_lib.TrainState,
                                  evaluation.eval_protocol(config))
   summary["num_examples"] = int(len(out["pose3d"]))
   return summary
+
+
+# fold_in constant of the labelling passes' keys (phase steps fold in their phase index, 0, 1, ...).
+LABEL_STREAM = 0x6C61626C
+
+
+def label_round(method: method_lib.Method, k: int, state: state_lib.TrainState,
+                config: ml_collections.ConfigDict, factory: DatasetFactory,
+                mesh: jax.sharding.Mesh,
+                previous: label_store_lib.LabelStore | None) -> label_store_lib.LabelStore:
+  """The label store of round ``k`` of ``method.label_rounds``, from ``state``'s parameters.
+
+  One pass over the factory's ``"label"`` role (the training examples once, in order,
+  unaugmented); each batch carries the previous round's stored values (``previous``; none in
+  round 0). The round's key is ``fold_in(fold_in(base, starts[k]), LABEL_STREAM)``, so a resumed run
+  that relabels at the same step draws the same numbers.
+  """
+  rounds = method.label_rounds
+  start = int(rounds.starts[k])
+  passes = factory(config, datasets.LABEL_ROLE, process_index=jax.process_index(),
+                   process_count=jax.process_count(), seed=config.seed)
+
+  @jax.jit
+  def labeller(params, model_state, batch, raw_rng, start):
+    base = jax.random.wrap_key_data(raw_rng)
+    rng = jax.random.fold_in(jax.random.fold_in(base, start), LABEL_STREAM)
+    out = dict(rounds.label(params, model_state, batch, rng))
+    out.update(index=batch[label_store_lib.INDEX_KEY], selected=batch["_selected"])
+    return out
+
+  def batches():
+    for b in passes:
+      rows = np.asarray(rounds.rows(b), bool)
+      b = (label_store_lib.empty_batch_labels(b, rounds.spec) if previous is None
+           else previous.attach(b, rows, rounds.spec))
+      b["_selected"] = rows
+      yield b
+
+  log.info("Round %d of %d starts at step %d: labelling the training examples.", k + 1,
+           len(rounds.starts), start)
+  out = evaluation.map_split(lambda p, m, b: labeller(p, m, b, state.rng, np.int32(start)),
+                             state.params,
+                             state.model_state, batches(), mesh,
+                             sharding_lib.local_batch_size(config.batch_size, mesh))
+  num = getattr(passes, "num_examples", len(out[label_store_lib.INDEX_KEY]))
+  store = label_store_lib.from_pass(out, rounds.spec, k, start, num)
+  log.info("Round %d: %d stored labels of %d examples.", k + 1, len(store.index), num)
+  return store
+
+
+def _with_labels(rounds: method_lib.LabelRounds, store: label_store_lib.LabelStore | None,
+                 local: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """A training batch with the round's stored values of its rows (zeros before round 0)."""
+  if store is None:
+    return label_store_lib.empty_batch_labels(local, rounds.spec)
+  return store.attach(local, np.asarray(rounds.rows(local), bool), rounds.spec)
 
 
 def _write_eval(summary: dict[str, Any], step: int, workdir: str,
@@ -160,6 +219,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     if config.get("init_from"):  # A stage run alone from the previous stage's checkpoint.
       state = warm_start.init_from(state, config.init_from, mesh)
   step = int(jax.device_get(state.step))
+  rounds = method.label_rounds
+  store = None  # The current round's labels (Method.label_rounds), saved with each checkpoint.
+  if rounds is not None and found is not None:
+    tree = ckpt.restore_labels(latest)
+    if tree is not None:
+      store = label_store_lib.LabelStore.from_tree(tree)
+      passes = factory(config, datasets.LABEL_ROLE, process_index=jax.process_index(),
+                       process_count=jax.process_count(), seed=config.seed)
+      if hasattr(passes, "num_examples"):
+        store.check_num_examples(passes.num_examples, f"checkpoint {ckpt.step_directory(latest)}")
 
   step_fns = [state_lib.make_phase_step(method, i, shardings, mesh)
               for i in range(len(method.phases))]
@@ -189,7 +258,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   signals = interrupts.StopSignals(sync_every=log_every).install()
   try:
     while step < num_steps and (stop_at_step is None or step < stop_at_step):
-      batch = sharding_lib.global_batch(next(train_iter), mesh)
+      k = rounds.round_at(step) if rounds is not None else None
+      if k is not None and (store is None or store.round_start != rounds.starts[k]):
+        if step != rounds.starts[k]:  # A checkpoint without the labels of its round.
+          log.warning("The checkpoint holds no labels of round %d (started at step %d); "
+                      "labelling with the parameters of step %d instead.", k + 1,
+                      rounds.starts[k], step)
+        store = label_round(method, k, state, config, factory, mesh, store)
+      local = next(train_iter)
+      if rounds is not None:
+        local = _with_labels(rounds, store, local)
+      batch = sharding_lib.global_batch(local, mesh)
       active = [i for i, p in enumerate(method.phases) if p.runs_at(step)]
       metrics: dict[str, jax.Array] = {}
       # No host<->device copy may hide inside the step (the batch was put explicitly above).
@@ -209,7 +288,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       if save or run_eval or _is_boundary(step, log_every, num_steps):
         flush()  # Before any save: a non-finite state never overwrites a good checkpoint.
       if save:
-        ckpt.save(step, state, train_iter, config)
+        ckpt.save(step, state, train_iter, config,
+                  labels=None if store is None else store.to_tree())
       if stopping:
         ckpt.wait()
         raise interrupts.Interrupted(signals.received, step, ckpt.step_directory(step))

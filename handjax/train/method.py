@@ -15,6 +15,8 @@ A *method* is a bundle of pure functions (no Flax objects cross this boundary):
   metres, camera frame, used by the generic evaluator;
 - ``input_spec``: per-example shapes/dtypes of the batch keys the method reads; checked against the
   first batch at start-up so a config/data mismatch fails naming the key.
+- ``label_rounds`` (optional): per-example labels the loop makes at the start of each round and
+  attaches to the batches of that round (:class:`LabelRounds`; SemiHand's pseudo-labels).
 
 Every loss has the signature ``loss(params, model_state, batch, rng, step) -> (loss, (metrics,
 new_model_state))`` where ``metrics`` is a flat dict of scalar terms (reported and checked for
@@ -113,6 +115,49 @@ class Phase:
     return optax.multi_transform({"train": self.optimizer, "frozen": optax.set_to_zero()}, labels)
 
 
+LabelFn = Callable[[PyTree, PyTree, Batch, jax.Array], dict]
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelRounds:
+  """Labels of the training examples made at the start of each round and fixed within it.
+
+  Self-training in rounds (Yang dissertation Algorithm 6.1: label X_U, train an epoch with the
+  labels fixed, update the labels). At loop step ``starts[k]`` the loop runs ``label`` over one
+  ordered, unaugmented pass of the training split (the dataset factory's ``"label"`` role), keeps
+  the values of the rows ``rows`` selects in a :class:`handjax.train.label_store.LabelStore` keyed
+  by the example index, saves it with every checkpoint, and attaches the stored values of each
+  training row to its batch as ``stored_<name>`` plus ``has_stored`` (B,) until the next round.
+
+  Attributes:
+    starts: increasing loop steps at which a round starts.
+    label: ``label(params, model_state, batch, rng) -> {name: (B, ...)}`` with the names of
+      ``spec``; ``batch`` carries the previous round's stored values (``has_stored`` False in round
+      0, and for a row the previous round did not store); ``rng`` is the round's key (fold in the
+      example index for per-example draws, so a label does not depend on the batch it is in).
+    spec: per-example shape and dtype of each stored value.
+    rows: ``rows(numpy batch) -> (B,) bool``: the rows that are labelled and read a label.
+  """
+
+  starts: Sequence[int]
+  label: LabelFn
+  spec: Mapping[str, jax.ShapeDtypeStruct]
+  rows: Callable[[Mapping[str, Any]], Any]
+
+  def __post_init__(self):
+    starts = list(self.starts)
+    if not starts or any(b <= a for a, b in zip(starts, starts[1:])) or starts[0] < 0:
+      raise ValueError(f"LabelRounds.starts must be non-empty, increasing and >= 0, got {starts}.")
+
+  def round_at(self, step: int) -> int | None:
+    """The round of step ``step`` (the last start <= step), or None before the first."""
+    k = None
+    for i, start in enumerate(self.starts):
+      if start <= step:
+        k = i
+    return k
+
+
 @dataclasses.dataclass(frozen=True)
 class Method:
   """A trainable system: see the module docstring for the contract of each field."""
@@ -122,6 +167,7 @@ class Method:
   phases: Sequence[Phase]
   predict: PredictFn
   input_spec: Mapping[str, jax.ShapeDtypeStruct] = dataclasses.field(default_factory=dict)
+  label_rounds: LabelRounds | None = None
 
   def __post_init__(self):
     names = [p.name for p in self.phases]
