@@ -296,10 +296,10 @@ def _diagnostic_rows() -> list[Row]:
       ("keypoints", "regressor + stride-4 keypoint read-out, 2D loss (weight 10) and heat-map "
        "cross-entropy (weight 1)", reg, (("model.keypoints", True), ("keypoint_weight", 10.0),
                                         ("heatmap_weight", 1.0)), "2D supervision"),
-      ("keypoints_2d_only", "keypoint read-out, 2D terms only (3D loss weight ~0: the 2D ceiling "
-       "of this network)", reg, (("model.keypoints", True), ("keypoint_weight", 10.0),
-                                 ("heatmap_weight", 1.0), ("pose_weight", 0.0)),
-       "2D supervision"),
+      ("keypoints_2d_only", "keypoint read-out, 2D terms only (3D loss weight 0: read its 2D "
+       "columns, its 3D ones are untrained)", reg,
+       (("model.keypoints", True), ("keypoint_weight", 10.0), ("heatmap_weight", 1.0),
+        ("pose_weight", 0.0)), "2D supervision"),
       ("lift_2d", "ground-truth 2D keypoints -> 3D (Spurr 2D->3D Var. 1): the 2D-only floor",
        "spurr_2d_to_3d.py:1", (), "depth ambiguity"),
       ("vae", "cross-modal VAE (quickstart: beta 0.1, latent 32)", vae, (), "vae"),
