@@ -10,10 +10,10 @@ for 24,000 steps. At the quickstart's 5000 steps the extra images change nothing
 46.2 on 4000 images: the model underfits); over 24,000 steps they keep the test error close to
 the training error (RESULTS.md, "What limits accuracy at CPU scale").
 
-Measured 2026-12-03 on the project's 2-core CPU while other jobs shared it (so the wall time is
-an upper bound): rendering 22,000 images plus 24,000 steps plus evaluation in 64 min; test mean
-EPE 32.1 mm against 82.0 mm for the mean-pose baseline (0.39 x; training crops 28.0 mm). At the
-quickstart's quiet rate (~13 steps/s) the same run takes about 35 min (estimated, not measured).
+Measured 2026-12-03 from a clean clone on the project's 2-core CPU with nothing else running
+(virtual environment already installed, empty tfds data_dir): rendering 22,000 images, 24,000
+steps at ~14-16 steps/s and evaluation in 29 min 19 s; test mean EPE 32.1 mm (median 27.4,
+AUC 20-50 0.614) against 82.0 mm for the mean-pose baseline (0.39 x; training crops 28.0).
 Issue 17's target for this recipe (<= 25 mm in <= 60 min) is not met. GPU: not measured.
 """
 
