@@ -7,7 +7,6 @@ index, fixed within the round, checkpointed; checked against a brute-force loop 
 import functools
 
 import jax
-from jax.experimental.compilation_cache import compilation_cache
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -31,19 +30,7 @@ UNIT = 64 / SIZE  # loss units per image (= map) pixel
 N_TARGET = 10
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _compilation_cache(tmp_path_factory):
-  """The trainer runs compile the same steps; a persistent cache makes the repeats cheap."""
-  names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
-           "jax_persistent_cache_min_entry_size_bytes")
-  old = {n: getattr(jax.config, n) for n in names}
-  for name, value in zip(names, (str(tmp_path_factory.mktemp("jax_cache")), 0.0, 0)):
-    jax.config.update(name, value)
-  compilation_cache.reset_cache()
-  yield
-  for name, value in old.items():
-    jax.config.update(name, value)
-  compilation_cache.reset_cache()
+pytestmark = pytest.mark.usefixtures("persistent_compilation_cache")
 
 
 def _source(n: int, seed: int) -> list[dict[str, np.ndarray]]:

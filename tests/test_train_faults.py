@@ -12,7 +12,6 @@ import sys
 import time
 
 import jax
-from jax.experimental.compilation_cache import compilation_cache
 import numpy as np
 from orbax.checkpoint._src.handlers import json_checkpoint_handler
 import pytest
@@ -31,19 +30,7 @@ OVERRIDES = {"batch_size": 8, "num_steps": 12, "log_every": 3, "checkpoint_every
              "keep_checkpoints": 2, "eval_every": -1, "data.image_size": 4, "data.num_train": 40}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _compilation_cache(tmp_path_factory):
-  """Every run compiles the same toy steps; a persistent cache makes the repeats cheap."""
-  names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
-           "jax_persistent_cache_min_entry_size_bytes")
-  old = {n: getattr(jax.config, n) for n in names}
-  for name, value in zip(names, (str(tmp_path_factory.mktemp("jax_cache")), 0.0, 0)):
-    jax.config.update(name, value)
-  compilation_cache.reset_cache()
-  yield
-  for name, value in old.items():
-    jax.config.update(name, value)
-  compilation_cache.reset_cache()
+pytestmark = pytest.mark.usefixtures("persistent_compilation_cache")
 
 
 def _config(**extra):

@@ -5,7 +5,6 @@ import os
 import shutil
 
 import jax
-from jax.experimental.compilation_cache import compilation_cache
 import numpy as np
 import pytest
 
@@ -17,20 +16,7 @@ from handjax.train import sharding
 from handjax.train import toy
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _compilation_cache(tmp_path_factory):
-  """Every train_and_evaluate call compiles the same steps again; a persistent cache makes the
-  repeats cheap (this file runs ~3x faster). Restored afterwards."""
-  names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
-           "jax_persistent_cache_min_entry_size_bytes")
-  old = {n: getattr(jax.config, n) for n in names}
-  for name, value in zip(names, (str(tmp_path_factory.mktemp("jax_cache")), 0.0, 0)):
-    jax.config.update(name, value)
-  compilation_cache.reset_cache()
-  yield
-  for name, value in old.items():
-    jax.config.update(name, value)
-  compilation_cache.reset_cache()
+pytestmark = pytest.mark.usefixtures("persistent_compilation_cache")
 
 
 def _config(**overrides):

@@ -333,22 +333,20 @@ class Checkpointer:
     """
     if not os.path.isdir(os.path.join(self.step_directory(step), "labels")):
       return None
+    restored = self._restore_or_damaged(step, labels=ocp.args.StandardRestore())
+    return jax.tree.map(np.asarray, restored.labels)
+
+  def _restore_or_damaged(self, step: int, **items: Any) -> Any:
+    """Restores ``items`` of ``step``; any failure is :class:`DamagedCheckpointError`."""
     with _QuietAsyncio():
       try:
-        restored = self.manager.restore(
-            step, args=ocp.args.Composite(labels=ocp.args.StandardRestore()))
+        return self.manager.restore(step, args=ocp.args.Composite(**items))
       except Exception as e:  # pylint: disable=broad-except
         raise DamagedCheckpointError(self.step_directory(step), e) from e
-    return jax.tree.map(np.asarray, restored.labels)
 
   def restore_config(self, step: int) -> ml_collections.ConfigDict:
     """The config stored at ``step``; :class:`DamagedCheckpointError` if it does not read."""
-    with _QuietAsyncio():
-      try:
-        restored = self.manager.restore(
-            step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
-      except Exception as e:  # pylint: disable=broad-except
-        raise DamagedCheckpointError(self.step_directory(step), e) from e
+    restored = self._restore_or_damaged(step, config=ocp.args.JsonRestore())
     if not isinstance(restored.config, dict):
       raise DamagedCheckpointError(self.step_directory(step), "its config is not a JSON object")
     return ml_collections.ConfigDict(restored.config)

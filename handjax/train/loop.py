@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import ml_collections
@@ -94,21 +94,9 @@ def run_evaluation(method: method_lib.Method, state: state_lib.TrainState,
 LABEL_STREAM = 0x6C61626C
 
 
-def label_round(method: method_lib.Method, k: int, state: state_lib.TrainState,
-                config: ml_collections.ConfigDict, factory: DatasetFactory,
-                mesh: jax.sharding.Mesh,
-                previous: label_store_lib.LabelStore | None) -> label_store_lib.LabelStore:
-  """The label store of round ``k`` of ``method.label_rounds``, from ``state``'s parameters.
-
-  One pass over the factory's ``"label"`` role (the training examples once, in order,
-  unaugmented); each batch carries the previous round's stored values (``previous``; none in
-  round 0). The round's key is ``fold_in(fold_in(base, starts[k]), LABEL_STREAM)``, so a resumed run
-  that relabels at the same step draws the same numbers.
-  """
-  rounds = method.label_rounds
-  start = int(rounds.starts[k])
-  passes = factory(config, datasets.LABEL_ROLE, process_index=jax.process_index(),
-                   process_count=jax.process_count(), seed=config.seed)
+def make_labeller(rounds: method_lib.LabelRounds) -> Callable[..., dict[str, jax.Array]]:
+  """The jitted labelling step of ``rounds``: one compiled function serves every round of a run
+  (the round's start is a traced argument)."""
 
   @jax.jit
   def labeller(params, model_state, batch, raw_rng, start):
@@ -117,6 +105,29 @@ def label_round(method: method_lib.Method, k: int, state: state_lib.TrainState,
     out = dict(rounds.label(params, model_state, batch, rng))
     out.update(index=batch[label_store_lib.INDEX_KEY], selected=batch["_selected"])
     return out
+
+  return labeller
+
+
+def label_round(method: method_lib.Method, k: int, state: state_lib.TrainState,
+                config: ml_collections.ConfigDict, factory: DatasetFactory,
+                mesh: jax.sharding.Mesh,
+                previous: label_store_lib.LabelStore | None,
+                labeller: Callable[..., dict[str, jax.Array]] | None = None
+                ) -> label_store_lib.LabelStore:
+  """The label store of round ``k`` of ``method.label_rounds``, from ``state``'s parameters.
+
+  One pass over the factory's ``"label"`` role (the training examples once, in order,
+  unaugmented); each batch carries the previous round's stored values (``previous``; none in
+  round 0). The round's key is ``fold_in(fold_in(base, starts[k]), LABEL_STREAM)``, so a resumed run
+  that relabels at the same step draws the same numbers. ``labeller``: `make_labeller`'s function
+  to reuse across rounds (built here if None).
+  """
+  rounds = method.label_rounds
+  labeller = labeller or make_labeller(rounds)
+  start = int(rounds.starts[k])
+  passes = factory(config, datasets.LABEL_ROLE, process_index=jax.process_index(),
+                   process_count=jax.process_count(), seed=config.seed)
 
   def batches():
     for b in passes:
@@ -220,6 +231,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       state = warm_start.init_from(state, config.init_from, mesh)
   step = int(jax.device_get(state.step))
   rounds = method.label_rounds
+  labeller = make_labeller(rounds) if rounds is not None else None
   store = None  # The current round's labels (Method.label_rounds), saved with each checkpoint.
   if rounds is not None and found is not None:
     tree = ckpt.restore_labels(latest)
@@ -264,7 +276,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
           log.warning("The checkpoint holds no labels of round %d (started at step %d); "
                       "labelling with the parameters of step %d instead.", k + 1,
                       rounds.starts[k], step)
-        store = label_round(method, k, state, config, factory, mesh, store)
+        store = label_round(method, k, state, config, factory, mesh, store, labeller)
       local = next(train_iter)
       if rounds is not None:
         local = _with_labels(rounds, store, local)
