@@ -243,18 +243,23 @@ def _pixel_grid(size: tuple[int, int]) -> np.ndarray:
 
 
 def _bilinear(image: np.ndarray, us: np.ndarray, vs: np.ndarray, valid: np.ndarray) -> np.ndarray:
-  """Bilinear sample of an (H, W, C) image at float pixel coordinates; zeros outside."""
+  """Bilinear sample of an (H, W, C) image at float pixel coordinates; zeros outside.
+
+  Each of the four corners is one gather from the flattened image; a corner outside the image (or
+  a sample that is not `valid`) gets weight 0, so a sample straddling the border blends with zeros.
+  """
   height, width = image.shape[:2]
+  flat = image.reshape((height * width,) + image.shape[2:])
   u0, v0 = np.floor(us), np.floor(vs)
-  wu, wv = (us - u0)[..., None], (vs - v0)[..., None]
+  wu, wv = us - u0, vs - v0
   u0, v0 = u0.astype(np.int64), v0.astype(np.int64)
   out = np.zeros(us.shape + image.shape[2:], np.float64)
   for du, dv, w in ((0, 0, (1 - wu) * (1 - wv)), (1, 0, wu * (1 - wv)),
                     (0, 1, (1 - wu) * wv), (1, 1, wu * wv)):
     uu, vv = u0 + du, v0 + dv
     inside = valid & (uu >= 0) & (uu < width) & (vv >= 0) & (vv < height)
-    sampled = image[np.clip(vv, 0, height - 1), np.clip(uu, 0, width - 1)]
-    out += w * np.where(inside[..., None], sampled, 0)
+    weight = (w * inside).reshape(us.shape + (1,) * (image.ndim - 2))
+    out += weight * flat[np.where(inside, vv * width + uu, 0)]
   return out
 
 
