@@ -293,6 +293,15 @@ def _diagnostic_rows() -> list[Row]:
         ("data.augment.translate", 0.1)), "augmentation"),
       ("train_1000", "regressor, 1000 training examples", reg,
        (("data.train_split", "train[:1000]"),), "data size"),
+      ("train_20k", "regressor, 20,000 training examples (`default_64`; its own 2000 test crops)",
+       reg, (("data.builder_config", "default_64"),), "data size"),
+      # The quickstart scenes rendered at 128 px; crop clip 20 px, the 64 px rows' 10 px share.
+      ("res_96", "regressor, 96 px input (scenes rendered at 128 px)", reg,
+       (("data.builder_config", "diag_natural_128"), ("data.image_size", 96),
+        ("data.crop_min_side", 20.0)), "resolution"),
+      ("res_128", "regressor, 128 px input (scenes rendered at 128 px)", reg,
+       (("data.builder_config", "diag_natural_128"), ("data.image_size", 128),
+        ("data.crop_min_side", 20.0)), "resolution"),
       ("keypoints", "regressor + stride-4 keypoint read-out, 2D loss (weight 10) and heat-map "
        "cross-entropy (weight 1)", reg, (("model.keypoints", True), ("keypoint_weight", 10.0),
                                         ("heatmap_weight", 1.0)), "2D supervision"),

@@ -1,5 +1,7 @@
 """Generic evaluation over a whole split, and the evaluate/predict/train binaries."""
 
+import dataclasses
+import gc
 import json
 import os
 import subprocess
@@ -63,6 +65,37 @@ def test_predict_split_covers_every_example_once_and_summary_matches_numpy():
     area = sum((pck[i] + pck[i + 1]) / 2 * (thresholds[i + 1] - thresholds[i])
                for i in range(len(pck) - 1)) / (thresholds[-1] - thresholds[0])
     np.testing.assert_allclose(summary[name], area, rtol=1e-6, atol=1e-9)
+
+
+def test_predict_split_compiles_once_per_method_and_forgets_dead_methods():
+  """The periodic evaluation reuses one compiled predictor (it used to retrace every call)."""
+  config = _config()
+  traces = []
+  toy_method = toy.toy_method(config)
+
+  def counting_predict(params, model_state, batch):
+    traces.append(1)  # Python runs only while jax traces
+    return toy_method.predict(params, model_state, batch)
+
+  method = dataclasses.replace(toy_method, predict=counting_predict)
+  mesh = sharding.make_mesh(jax.devices()[:1])
+  test = toy._toy_arrays("test", 50, 4)
+  state, _ = state_lib.create_train_state(
+      method, 0, sharding.global_batch({k: v[:16] for k, v in test.items()}, mesh), mesh)
+  batches = lambda: toy.toy_dataset(config, "test", process_index=0, process_count=1, seed=0)
+  first = evaluation.predict_split(method, state.params, state.model_state, batches(), mesh, 16)
+  moved = jax.tree.map(lambda x: x * 1.5, state.params)  # new values, same shapes: no retrace
+  second = evaluation.predict_split(method, moved, state.model_state, batches(), mesh, 16)
+  assert len(traces) == 1
+  want = toy_method.predict(sharding.to_host(moved), sharding.to_host(state.model_state),
+                            {"image": test["image"]})["pose3d"]
+  np.testing.assert_allclose(second["pred_pose3d"], want - want[:, :1], rtol=1e-5, atol=1e-7)
+  assert not np.allclose(first["pred_pose3d"], second["pred_pose3d"])
+  key = (id(method), 0)
+  assert key in evaluation._PREDICTORS
+  del method
+  gc.collect()
+  assert key not in evaluation._PREDICTORS
 
 
 def test_unlabelled_and_invisible_joints_are_left_out():

@@ -9,7 +9,8 @@ specs/datasets.md).
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
+import weakref
 
 import jax
 import jax.numpy as jnp
@@ -110,20 +111,40 @@ def predict_split(method: method_lib.Method, params: Any, model_state: Any,
     processes (process-major order); ``visible`` is the data's ``visible`` (all True if absent)
     and-ed with ``has_pose3d`` when present.
   """
+  return map_split(root_relative_predictor(method, root_joint), params, model_state, batches,
+                   mesh, local_batch_size)
 
-  @jax.jit
-  def predict(params, model_state, batch):
-    pred, gt = method.predict(params, model_state, batch)["pose3d"], batch["pose3d"]
-    out = {"pred_pose3d": pred - pred[:, root_joint:root_joint + 1],
-           "pose3d": gt - gt[:, root_joint:root_joint + 1]}
-    # A joint counts if it is visible and the example has a 3D label (DESIGN.md: has_<key>).
-    visible = batch.get("visible", jnp.ones(batch["pose3d"].shape[:2], bool)).astype(bool)
-    if "has_pose3d" in batch:
-      visible = visible & batch["has_pose3d"].astype(bool)[:, None]
-    out["visible"] = visible
-    return out
 
-  return map_split(predict, params, model_state, batches, mesh, local_batch_size)
+# One jitted predictor per (live Method, root joint): a training run evaluates every eval_every
+# steps, and a fresh jax.jit closure per call would retrace and recompile predict each time.
+_PREDICTORS: dict[tuple[int, int], Callable[..., dict[str, jax.Array]]] = {}
+
+
+def root_relative_predictor(method: method_lib.Method,
+                            root_joint: int = 0) -> Callable[..., dict[str, jax.Array]]:
+  """The jitted ``(params, model_state, batch) -> {'pred_pose3d', 'pose3d', 'visible'}`` of
+  `predict_split`, compiled once per method object and root joint (the entry goes with the method:
+  it holds the method weakly)."""
+  key = (id(method), int(root_joint))
+  if key not in _PREDICTORS:
+    method_ref = weakref.ref(method)
+
+    @jax.jit
+    def predict(params, model_state, batch):
+      pred = method_ref().predict(params, model_state, batch)["pose3d"]
+      gt = batch["pose3d"]
+      out = {"pred_pose3d": pred - pred[:, root_joint:root_joint + 1],
+             "pose3d": gt - gt[:, root_joint:root_joint + 1]}
+      # A joint counts if it is visible and the example has a 3D label (DESIGN.md: has_<key>).
+      visible = batch.get("visible", jnp.ones(batch["pose3d"].shape[:2], bool)).astype(bool)
+      if "has_pose3d" in batch:
+        visible = visible & batch["has_pose3d"].astype(bool)[:, None]
+      out["visible"] = visible
+      return out
+
+    _PREDICTORS[key] = predict
+    weakref.finalize(method, _PREDICTORS.pop, key, None)
+  return _PREDICTORS[key]
 
 
 ROOT_RELATIVE = "root_relative_gt_scale"

@@ -174,6 +174,10 @@ class SyntheticHands(tfds.core.ShardBasedBuilder):
                 description=f"quickstart in style {style!r}: the diagnostics suite")
         for style in ("natural_uniform_view", "natural_any_roll", "natural_small_hand",
                       "natural_clean")],
+      # The same 4000 + 400 scenes as quickstart (examples are keyed by seed, split and index,
+      # not by resolution), rendered at 128 px: the suite's input-resolution rows.
+      _config("diag_natural_128", 128, 4_000, 400, style="natural",
+              description="quickstart's scenes at 128 px: the diagnostics suite's resolution rows"),
   ]
   DEFAULT_CONFIG_NAME = "default_128"
 
