@@ -139,6 +139,14 @@ def test_register_degenerate_bone_fallback():
   meta = out[5] - out[0]
   expected = out[5] + lengths[5] * meta / jnp.linalg.norm(meta)
   np.testing.assert_allclose(out[6], expected, atol=1e-6)
+  # A child a rounding error (10 nm) off its parent is collapsed too, jitted or not: the aim is
+  # measured against the bone's length, not against safe_normalize's absolute threshold.
+  nearly = pose.at[6].set(pose[5] + jnp.asarray([0.0, 1e-8, 0.0]))
+  for register in (correction.register_pose, _register):
+    out = register(nearly)
+    meta = out[5] - out[0]
+    expected = out[5] + lengths[5] * meta / jnp.linalg.norm(meta)
+    np.testing.assert_allclose(out[6], expected, atol=1e-6)
   # A collapsed metacarpal takes the template's direction; everything at one point stays finite.
   allzero = jnp.zeros((21, 3))
   out0 = _register(allzero)

@@ -146,6 +146,19 @@ def _unit_orthogonal(v: jax.Array, axis: jax.Array, fallback: jax.Array) -> jax.
   return safe_normalize(v - _dot(v, axis) * axis, fallback)
 
 
+# An aim shorter than this share of its bone's length is no direction: a child observed on its
+# parent is still a few float32 ulps (~1e-8 m at hand scale) from the *registered* parent, which
+# `safe_normalize`'s absolute threshold would turn into an arbitrary unit vector.
+_DEGENERATE_AIM = 1e-5
+
+
+def _aim_direction(aim: jax.Array, length: jax.Array, fallback: jax.Array) -> jax.Array:
+  """aim / ||aim||, or `fallback` where ||aim|| <= _DEGENERATE_AIM * length (any units)."""
+  fallback = jnp.broadcast_to(fallback, aim.shape)
+  degenerate = _dot(aim, aim) <= (_DEGENERATE_AIM * length) ** 2
+  return jnp.where(degenerate, fallback, safe_normalize(aim, fallback))
+
+
 def _greedy_chain(
     observed: jax.Array,
     lengths: jax.Array,
@@ -162,8 +175,9 @@ def _greedy_chain(
   wrist = observed[..., skeleton.WRIST, :]
   # Level 0: wrist -> finger bases; only lengths are constrained (no angle is measured there).
   aim = observed[..., _LEVELS[0], :] - wrist[..., None, :]
-  direction = safe_normalize(aim, jnp.broadcast_to(template_dirs, aim.shape))
-  level = wrist[..., None, :] + lengths[..., _LEVELS[0] - 1, None] * direction
+  length = lengths[..., _LEVELS[0] - 1, None]
+  direction = _aim_direction(aim, length, template_dirs)
+  level = wrist[..., None, :] + length * direction
   joints = [wrist[..., None, :], level]
   parent_dir = direction
 
@@ -181,7 +195,7 @@ def _greedy_chain(
     parent = level
     aim = observed[..., _LEVELS[k], :] - parent
     if limits_rad is None:
-      direction = safe_normalize(aim, parent_dir)
+      direction = _aim_direction(aim, lengths[..., _LEVELS[k] - 1, None], parent_dir)
     else:
       u = safe_normalize(parent_dir, metacarpal)
       r = _unit_orthogonal(radial, u, _unit_orthogonal(normal, u, const([0.0, 0.0, -1.0])))
@@ -218,7 +232,8 @@ def register_pose(
 
   with l_ab the template length and p the observed pose: the direction runs from the *registered*
   parent to the *observed* child, so end-point errors do not accumulate down the finger. A
-  zero-length aim (p_b == r_a) continues along the registered parent bone; for the wrist -> base
+  zero-length aim (||p_b - r_a|| <= 1e-5 l_ab, so float32 rounding counts as zero) continues
+  along the registered parent bone; for the wrist -> base
   bones, along the template's bone (`TEMPLATE_POSE`, mirrored for right hands).
 
   Args:
