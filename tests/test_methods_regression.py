@@ -6,9 +6,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from handjax.methods import common
 from handjax.methods import regression
+from handjax.train import config_checks
 from handjax.train import method as method_lib
 from handjax.train import sharding as sharding_lib
 from handjax.train import state as state_lib
@@ -165,3 +167,50 @@ def test_keypoint_terms_are_the_hand_computed_2d_losses_and_mask_rows_without_uv
   want_u = np.einsum("bhwj,w->bj", p, centres)
   want_v = np.einsum("bhwj,h->bj", p, centres)
   np.testing.assert_allclose(uv, (np.stack([want_u, want_v], -1) - S / 2) / (S / 2), atol=1e-5)
+
+
+def test_euclidean_pose_loss_is_the_hand_computed_sum_of_joint_distances():
+  config = tiny_config(pose_loss="euclidean")
+  method = method_lib.get_method(config)
+  batch = make_batch(4)
+  params, state = method.init(jax.random.key(0), batch)
+  pred = np.asarray(_network_output(method, params, state, batch, config), np.float64)
+  target = (batch["pose3d"] - batch["pose3d"][:, :1]) / batch["scale"][:, None, None]
+  per_example = np.zeros(B)
+  for b in range(B):  # a loop over joints, not a vectorised norm
+    for j in range(21):
+      per_example[b] += np.sqrt(sum((pred[b, j, k] - target[b, j, k]) ** 2 for k in range(3)))
+  loss, (terms, _) = method.phases[0].loss(params, state, batch, jax.random.key(1), 0)
+  np.testing.assert_allclose(float(loss), per_example.mean(), rtol=1e-5)
+  assert float(terms["recon/pose3d"]) == float(loss)
+  # Differs from the squared loss on the same parameters (it is another objective, not a rescale).
+  squared, _ = method_lib.get_method(tiny_config()).phases[0].loss(params, state, batch,
+                                                                   jax.random.key(1), 0)
+  assert abs(float(squared) - float(loss)) > 0.1 * float(loss)
+
+
+def test_pose_error_gradient_is_finite_at_a_perfect_prediction_and_matches_finite_differences():
+  r = np.random.default_rng(5)
+  target = jnp.asarray(r.normal(size=(2, 21, 3)), jnp.float32)
+  # Perfect prediction: value 0, gradient 0 (not NaN) for both kinds.
+  for kind in regression.POSE_LOSSES:
+    value, grad = jax.value_and_grad(lambda p, k=kind: jnp.sum(
+        regression.pose_error(p, target, k)))(target)
+    assert float(value) == 0.0 and np.all(np.asarray(grad) == 0.0), kind
+  # Away from zero the Euclidean gradient is the unit error vector: check by central differences.
+  pred = np.asarray(target, np.float64) + r.normal(size=(2, 21, 3))
+  f = lambda p: float(jnp.sum(regression.pose_error(jnp.asarray(p, jnp.float32), target,
+                                                    "euclidean")))
+  grad = np.asarray(jax.grad(lambda p: jnp.sum(regression.pose_error(p, target, "euclidean")))(
+      jnp.asarray(pred, jnp.float32)))
+  eps = 1e-2
+  for idx in [(0, 0, 0), (1, 7, 2), (0, 20, 1)]:
+    up, down = pred.copy(), pred.copy()
+    up[idx] += eps
+    down[idx] -= eps
+    np.testing.assert_allclose(grad[idx], (f(up) - f(down)) / (2 * eps), atol=2e-3)
+
+
+def test_unknown_pose_loss_is_a_config_error_naming_the_field():
+  with pytest.raises(config_checks.ConfigError, match=r"config\.pose_loss='l1'"):
+    method_lib.get_method(tiny_config(pose_loss="l1"))
