@@ -284,6 +284,10 @@ def _diagnostic_rows() -> list[Row]:
       ("long", "regressor, 6000 steps", reg, (("num_steps", 6000),), "optimisation"),
       ("lr_3e-3", "regressor, Adam 3e-3", reg, (("optimizer.learning_rate", 3e-3),),
        "optimisation"),
+      ("euclidean_loss", "regressor, 3D loss the sum of per-joint Euclidean distances (EPE) "
+       "instead of squares", reg, (("pose_loss", "euclidean"),), "optimisation"),
+      ("batch_16", "regressor, batch 16 for 4000 steps (the same images seen)", reg,
+       (("batch_size", 16), ("num_steps", 4000)), "optimisation"),
       ("width_0.5", "regressor, half-width ResNet-18", reg, (("model.resnet_width", 0.5),),
        "capacity"),
       ("no_augment", "regressor, no augmentation", reg, (("data.augment.enabled", False),),
