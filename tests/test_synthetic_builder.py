@@ -36,6 +36,17 @@ def test_registered_with_configs():
   assert {"tiny", "quickstart", "default_64", "default_128", "default_256", "shifted_128"} <= names
 
 
+def test_default_64_40k_extends_default_64():
+  # Example i of a split is render_batch(seed, i, ..., resolution, style, split) (next test), so
+  # equal seed, resolution and style make default_64 the first half of default_64_40k's training
+  # split and give both the same test split: the pair differs in training-set size alone.
+  cfg = {c.name: c for c in synthetic_hands.SyntheticHands.BUILDER_CONFIGS}
+  small, large = cfg["default_64"], cfg["default_64_40k"]
+  for field in ("seed", "resolution", "style", "num_test", "group_size"):
+    assert getattr(large, field) == getattr(small, field), field
+  assert (small.num_train, large.num_train) == (20_000, 40_000)
+
+
 def test_data_source_equals_render_batch(prepared):
   builder, _ = prepared
   source = builder.as_data_source()

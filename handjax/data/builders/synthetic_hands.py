@@ -154,6 +154,10 @@ class SyntheticHands(tfds.core.ShardBasedBuilder):
       _config("quickstart", 64, 4_000, 400, style="natural",
               description="64 px, 4000/400 examples: a first run"),
       _config("default_64", 64, 20_000, 2_000, style="natural"),
+      # Examples are keyed by (seed, split, index): its first 20,000 training examples and all
+      # 2,000 test examples are default_64's, so it measures the training-set size alone.
+      _config("default_64_40k", 64, 40_000, 2_000, style="natural",
+              description="default_64 with twice the training examples (the same test split)"),
       _config("default_128", 128, 20_000, 2_000, style="natural"),
       _config("default_256", 256, 20_000, 2_000, style="natural"),
       _config("large_128", 128, 200_000, 5_000, style="natural"),
