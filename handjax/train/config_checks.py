@@ -143,8 +143,10 @@ def _check_data(data: ml_collections.ConfigDict) -> None:
       if f"default_{resolution}" not in known:
         raise ConfigError(f"{where}.resolution", resolution,
                           "a resolution with a default_<resolution> builder config ("
+                          # Only default_<digits>: default_64_40k is no resolution's default.
                           + ", ".join(sorted((k[len("default_"):] for k in known
-                                              if k.startswith("default_")), key=int))
+                                              if k.startswith("default_")
+                                              and k[len("default_"):].isdigit()), key=int))
                           + ") or an explicit data.builder_config")
     elif name is not None and name not in known:
       raise ConfigError(f"{where}.builder_config", name,
