@@ -32,6 +32,22 @@ def test_pose_l2_and_mse_match_loops():
                              _loop_l2(pred, target, visible) / (3.0 * visible.sum(1)), rtol=1e-5)
 
 
+def test_pose_epe_matches_a_loop_with_a_mask_and_is_finite_at_zero_error():
+  rng = np.random.default_rng(3)
+  pred, target = rng.normal(size=(3, 21, 3)), rng.normal(size=(3, 21, 3))
+  visible = (rng.random((3, 21)) > 0.4).astype(np.float64)
+  want = np.zeros(3)
+  for b in range(3):
+    for j in range(21):
+      want[b] += visible[b, j] * np.sqrt(sum((pred[b, j, k] - target[b, j, k]) ** 2
+                                             for k in range(3)))
+  np.testing.assert_allclose(pose.pose_epe(pred, target, visible), want, rtol=1e-5)
+  grad = jax.grad(lambda p: jnp.sum(pose.pose_epe(p, jnp.asarray(target))))(jnp.asarray(target))
+  assert np.all(np.asarray(grad) == 0.0)
+  with pytest.raises(ValueError, match="pose_epe"):
+    pose.pose_epe(jnp.zeros((2, 21, 3)), jnp.zeros((2, 21, 2)))
+
+
 def test_hand_computed_fixture():
   pred = jnp.array([[[1.0, 2.0, 2.0], [0.0, 0.0, 0.0]]])
   target = jnp.zeros((1, 2, 3))

@@ -60,6 +60,7 @@ from handjax.losses.pointcloud import earth_movers_distance
 from handjax.losses.pointcloud import exact_emd
 from handjax.losses.pointcloud import sinkhorn_divergence
 from handjax.losses.pose import pose_25d_distance
+from handjax.losses.pose import pose_epe
 from handjax.losses.pose import pose_l2
 from handjax.losses.pose import pose_mse
 from handjax.losses.pseudo_labels import confidence

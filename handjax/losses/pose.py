@@ -1,4 +1,4 @@
-"""Pose reconstruction losses: 3D pose L2 / MSE and the 2.5D pose distance.
+"""Pose reconstruction losses: 3D pose L2 / EPE / MSE and the 2.5D pose distance.
 
 Pure jnp, per-example outputs: poses are (..., J, D) and every loss returns (...). An optional
 `visible` (..., J) mask drops joints (missing labels are masks, not code paths); a fully masked
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+
+from handjax.hand import kinematics
 
 
 def _check_same_shape(pred: jax.Array, target: jax.Array, what: str) -> None:
@@ -45,6 +47,26 @@ def pose_l2(pred: jax.Array, target: jax.Array, visible: jax.Array | None = None
   _check_same_shape(pred, target, "pose_l2")
   weights = _joint_weights(visible, jnp.shape(pred)[:-1], jnp.result_type(pred))
   return jnp.sum(weights * jnp.sum(jnp.square(pred - target), axis=-1), axis=-1)
+
+
+def pose_epe(pred: jax.Array, target: jax.Array, visible: jax.Array | None = None) -> jax.Array:
+  """Sum over joints of the Euclidean distance, sum_j ||y_hat_j - y_j||: the end-point error.
+
+  The L1-like choice of integral regression (Sun et al. ECCV 2018, Sec. 3.2): large errors pull
+  linearly, not quadratically. The norm is `kinematics.safe_norm`, so the gradient at a joint
+  with zero error is 0, not NaN.
+
+  Args:
+    pred: (..., J, D) predicted pose.
+    target: (..., J, D) target pose.
+    visible: optional (..., J) mask; 0 drops a joint.
+
+  Returns:
+    (...) per-example losses.
+  """
+  _check_same_shape(pred, target, "pose_epe")
+  weights = _joint_weights(visible, jnp.shape(pred)[:-1], jnp.result_type(pred))
+  return jnp.sum(weights * kinematics.safe_norm(pred - target), axis=-1)
 
 
 def pose_mse(pred: jax.Array, target: jax.Array, visible: jax.Array | None = None) -> jax.Array:

@@ -38,10 +38,10 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from handjax.hand import kinematics
 from handjax.hand import skeleton
 from handjax.methods import common
 from handjax.losses import heatmap
+from handjax.losses import pose as pose_losses
 from handjax.models.keypoints import KeypointResNet, crop_to_heatmap_uv
 from handjax.models.mlp import MLP
 from handjax.models.resnet import ResNet
@@ -139,14 +139,11 @@ POSE_LOSSES = ("squared", "euclidean")
 def pose_error(pred: jax.Array, target: jax.Array, kind: str) -> jax.Array:
   """Per-example 3D term of (B, 21, 3) poses: ``squared``, sum_j ||e_j||^2 (the Gaussian NLL of
   the VAEs); ``euclidean``, sum_j ||e_j|| (the end-point error; zero gradient at e_j = 0 rather
-  than NaN, `kinematics.safe_norm`)."""
+  than NaN, `losses.pose.pose_epe`)."""
   if kind == "squared":
     return common.sum_of_squares(pred, target)
   if kind == "euclidean":
-    if jnp.shape(pred) != jnp.shape(target):
-      raise ValueError(f"pose_error: pred and target shapes differ: {jnp.shape(pred)} vs "
-                       f"{jnp.shape(target)}.")
-    return jnp.sum(kinematics.safe_norm(pred - target), axis=tuple(range(1, jnp.ndim(pred) - 1)))
+    return pose_losses.pose_epe(pred, target)
   raise ValueError(f"pose_error: kind must be one of {POSE_LOSSES}, got {kind!r}.")
 
 
