@@ -649,7 +649,33 @@ def _fmt(x: Any, spec: str) -> str:
 CURVE_FIELDS = ("eval_every", "eval_train_split")
 
 
-def render_table(suite_name: str, suite: Suite, results: dict[str, dict[str, Any]]) -> str:
+def previous_lines(path: str, suite_name: str, suite: Suite) -> dict[str, list[str]]:
+  """The suite's table lines already in ``path``, by row name: the row's own line (its label and
+  its exact command), then any `--steps` variants of it (``--rows=<name> --steps=N``), so that a
+  run of some rows in a fresh workdir keeps the lines of the rows it did not run."""
+  if not os.path.exists(path):
+    return {}
+  text = open(path).read()
+  begin, end = f"<!-- tables:{suite_name}:begin -->", f"<!-- tables:{suite_name}:end -->"
+  if begin not in text or end not in text:
+    return {}
+  lines = [l for l in text[text.index(begin):text.index(end)].splitlines() if l.startswith("| ")]
+  out = {}
+  for row in suite.rows:
+    run = command(suite_name, row)
+    own = [l for l in lines if l.startswith(f"| {row.label} |") and f"| `{run}`" in l]
+    variants = [] if row.same_as else [l for l in lines if f"| `{run} --steps=" in l]
+    if own or variants:
+      out[row.name] = own[:1] + variants
+  return out
+
+
+def render_table(suite_name: str, suite: Suite, results: dict[str, dict[str, Any]],
+                 previous: dict[str, list[str]] | None = None) -> str:
+  """The suite's markdown table: finished rows from ``results``; a row without one keeps its line
+  from ``previous`` (`previous_lines`) if it has one, else reads "not run"; `--steps` variant lines
+  of ``previous`` follow their row."""
+  previous = previous or {}
   headers = [h for h, _, _ in suite.columns]
   lines = ["| row | config | " + " | ".join(headers) + " | paper | train+eval time | command |",
            "|---" * (len(headers) + 5) + "|"]
@@ -670,8 +696,14 @@ def render_table(suite_name: str, suite: Suite, results: dict[str, dict[str, Any
       time_cell, run = f"the {row.same_as} row", f"{run} (same switches as {row.same_as})"
     if row.trunk:
       run += f" (continues {row.trunk}'s pre-training)"
-    lines.append(f"| {row.label} | `{row.config}`{overrides} | {' | '.join(cells)} | "
-                 f"{row.paper or '-'} | {time_cell} | {run} |")
+    kept = previous.get(row.name, [])
+    own_kept = kept[:1] if kept and kept[0].startswith(f"| {row.label} |") else []
+    if r is None and own_kept:
+      lines.append(own_kept[0])
+    else:
+      lines.append(f"| {row.label} | `{row.config}`{overrides} | {' | '.join(cells)} | "
+                   f"{row.paper or '-'} | {time_cell} | {run} |")
+    lines.extend(kept[len(own_kept):])
   return "\n".join(lines)
 
 
@@ -771,11 +803,17 @@ def write_suite(suite_name: str, suite: Suite, root: str, override: int | None,
            ""]
   if suite.notes:
     parts += [suite.notes, ""]
-  parts.append(render_table(suite_name, suite, results))
+  parts.append(render_table(suite_name, suite, results,
+                            previous_lines(results_path, suite_name, suite)))
   for filename, title, groups in suite.curves:
     os.makedirs(figure_dir, exist_ok=True)
     figure = os.path.join(figure_dir, f"{suite_name}_{filename}")
-    if plot_curves(figure, title, groups, suite, results):
+    missing = [r.name for r in suite.rows if r.group in groups and r.name not in results]
+    if missing and os.path.exists(figure):
+      print(f"{figure}: kept; no results under {root} for {', '.join(missing)}", flush=True)
+      rel = os.path.relpath(figure, os.path.dirname(os.path.abspath(results_path)))
+      parts += ["", f"![{title}]({rel})"]
+    elif plot_curves(figure, title, groups, suite, results):
       rel = os.path.relpath(figure, os.path.dirname(os.path.abspath(results_path)))
       parts += ["", f"![{title}]({rel})"]
   if suite.learning_curves:
@@ -787,7 +825,13 @@ def write_suite(suite_name: str, suite: Suite, root: str, override: int | None,
         rows.insert(0, reference)
       os.makedirs(figure_dir, exist_ok=True)
       figure = os.path.join(figure_dir, f"{suite_name}_{group.replace(' ', '_')}.png")
-      if plot_learning_curves(figure, f"{suite.title.split(':')[0]}: {group}", rows, root):
+      missing = [r.name for r in rows if not learning_curve(os.path.join(root, r.name))["test"]]
+      if missing and os.path.exists(figure):
+        # A figure drawn from an earlier, fuller workdir is not replaced by a partial one.
+        print(f"{figure}: kept; no curves under {root} for {', '.join(missing)}", flush=True)
+        rel = os.path.relpath(figure, os.path.dirname(os.path.abspath(results_path)))
+        parts += ["", f"![{group}]({rel})"]
+      elif plot_learning_curves(figure, f"{suite.title.split(':')[0]}: {group}", rows, root):
         rel = os.path.relpath(figure, os.path.dirname(os.path.abspath(results_path)))
         parts += ["", f"![{group}]({rel})"]
   update_results(results_path, suite_name, "\n".join(parts))

@@ -532,3 +532,37 @@ def test_projected_2d_errors_by_hand():
   # 19 joints 2 px off among 21 + 20 visible ones.
   np.testing.assert_allclose(out["projected_2d_px"], 2.0 * 19 / 41, rtol=1e-5)
   assert out["projected_pck2d_005"] == 1.0  # 2 px < 3.2 px
+
+
+def test_a_partial_rerun_keeps_the_other_rows_lines_their_variants_and_fuller_figures(tmp_path):
+  suite = tables.SUITES["diagnostics"]
+  rows = _rows("diagnostics")
+  kept, fresh = rows["diag_natural"], rows["diag_no_augment"]
+  results = str(tmp_path / "RESULTS.md")
+  run = tables.command("diagnostics", kept)
+  own = f"| {kept.label} | `regression.py` | 48.3 | earlier | 3.1 min | `{run}` |"
+  variant = f"| {kept.label}, 6000 steps | `regression.py` | 40.2 | earlier | 9 min | `{run} --steps=6000` |"
+  with open(results, "w") as f:
+    f.write(f"# Results\n\n<!-- tables:diagnostics:begin -->\n| row |\n|---|\n{own}\n{variant}\n"
+            "<!-- tables:diagnostics:end -->\n")
+  figure = tmp_path / "docs" / "results" / "diagnostics_augmentation.png"
+  os.makedirs(figure.parent)
+  figure.write_bytes(b"fuller figure")
+  root = tmp_path / "workdirs"
+  os.makedirs(root / fresh.name)
+  with open(root / fresh.name / "row.json", "w") as f:
+    json.dump({"row": fresh.name, "steps": suite.steps, "wall_s": 120.0, "mean_epe_mm": 54.0}, f)
+  with open(root / fresh.name / "metrics.jsonl", "w") as f:
+    f.write(json.dumps({"step": 500, "eval/mean_epe_mm": 60.0}) + "\n")
+  tables.write_suite("diagnostics", suite, str(root), None, results)
+  lines = [l for l in open(results).read().splitlines() if l.startswith("| ")]
+  at = lines.index(own)
+  assert lines[at + 1] == variant  # the variant follows its row
+  line = next(l for l in lines if l.startswith(f"| {fresh.label} |"))
+  assert "| 54.0 |" in line and "| 2.0 min |" in line
+  # Every other row has no line to keep: "not run", as before.
+  not_run = [l for l in lines if "| not run |" in l]
+  assert len(not_run) == len(suite.rows) - 2
+  # The augmentation figure needs diag_natural's curve, which this workdir lacks: kept as it was.
+  assert figure.read_bytes() == b"fuller figure"
+  assert "diagnostics_augmentation.png" in open(results).read()
