@@ -290,6 +290,8 @@ def _diagnostic_rows() -> list[Row]:
        (("batch_size", 16), ("num_steps", 4000)), "optimisation"),
       ("width_0.5", "regressor, half-width ResNet-18", reg, (("model.resnet_width", 0.5),),
        "capacity"),
+      ("flattened_head", "regressor, head reads the 2 x 2 conv5_x map flattened, not pooled", reg,
+       (("model.head_features", "flattened"),), "capacity"),
       ("no_augment", "regressor, no augmentation", reg, (("data.augment.enabled", False),),
        "augmentation"),
       ("strong_augment", "regressor, rotation 60 deg, scale 0.2, shift 0.1", reg,

@@ -10,6 +10,7 @@ import pytest
 
 from handjax.methods import common
 from handjax.methods import regression
+from handjax.models.resnet import ResNet
 from handjax.train import config_checks
 from handjax.train import method as method_lib
 from handjax.train import sharding as sharding_lib
@@ -214,3 +215,50 @@ def test_pose_error_gradient_is_finite_at_a_perfect_prediction_and_matches_finit
 def test_unknown_pose_loss_is_a_config_error_naming_the_field():
   with pytest.raises(config_checks.ConfigError, match=r"config\.pose_loss='l1'"):
     method_lib.get_method(tiny_config(pose_loss="l1"))
+
+
+def test_flattened_head_reads_the_conv5_map_in_row_major_order():
+  # 64 px: the conv5_x map is 2 x 2, so flattening keeps where a feature fired and pooling not.
+  size = 64
+  config = tiny_config()
+  config.data.image_size = size
+  config.model.head_features = "flattened"
+  net = regression.build_network(config)
+  r = np.random.default_rng(5)
+  image = jnp.asarray(r.uniform(-0.5, 0.5, (B, size, size, 3)), jnp.float32)
+  extra = jax.nn.one_hot(jnp.arange(B) % 2, 2)
+  variables = net.init(jax.random.key(1), image, train=False, extra=extra)
+  pose, keypoints = net.apply(variables, image, train=False, extra=extra)
+  assert keypoints is None
+  backbone = ResNet(18, config.model.resnet_width, stage_sizes=(1, 1, 1, 1))
+  _, maps = backbone.apply({"params": variables["params"]["backbone"],
+                            "batch_stats": variables["batch_stats"]["backbone"]},
+                           image, False, return_stages=True)
+  conv5 = np.asarray(maps[-1])
+  assert conv5.shape[1:3] == (2, 2)
+  flat = np.stack([np.concatenate([conv5[b, i, j] for i in range(2) for j in range(2)])
+                   for b in range(B)])
+  head = jax.tree.map(np.asarray, variables["params"]["head"])
+  hidden = np.maximum(np.concatenate([flat, np.asarray(extra)], -1) @ head["dense_0"]["kernel"]
+                      + head["dense_0"]["bias"], 0.0)
+  want = hidden @ head["dense_1"]["kernel"] + head["dense_1"]["bias"]
+  np.testing.assert_allclose(np.asarray(pose).reshape(B, -1), want, rtol=1e-4, atol=1e-5)
+  # The pooled head of the same backbone reads C numbers instead of 2 x 2 x C.
+  pooled_config = tiny_config()
+  pooled_config.data.image_size = size
+  pooled_net = regression.build_network(pooled_config)
+  pooled = pooled_net.init(jax.random.key(1), image, train=False, extra=extra)
+  assert pooled["params"]["head"]["dense_0"]["kernel"].shape[0] == conv5.shape[-1] + 2
+  assert head["dense_0"]["kernel"].shape[0] == 4 * conv5.shape[-1] + 2
+
+
+def test_unknown_or_unsupported_head_features_are_config_errors_naming_the_field():
+  bad = tiny_config()
+  bad.model.head_features = "max"
+  with pytest.raises(config_checks.ConfigError, match=r"config\.model\.head_features='max'"):
+    regression.build_network(bad)
+  with_keypoints = tiny_config()
+  with_keypoints.model.head_features = "flattened"
+  with_keypoints.model.keypoints = True
+  with pytest.raises(config_checks.ConfigError, match="model.keypoints"):
+    regression.build_network(with_keypoints)

@@ -58,6 +58,11 @@ class PoseRegressor(nn.Module):
   With ``keypoints`` the backbone is a `KeypointResNet`: the head also sees the soft-argmax 2D
   keypoints (normalised to [-1, 1]), and the network returns them for the 2D loss.
 
+  ``head_features`` is what the head reads of the backbone: ``"pooled"``, the global average of the
+  conv5_x map (He et al. CVPR 2016, the papers' encoders), or ``"flattened"``, that map flattened
+  (h x w x C numbers: at 64 px a 2 x 2 map, so 4 x the pooled width), which keeps where in the crop
+  each feature fired. Flattening fixes the input size the head was built for.
+
   Attributes:
     depth: ResNet depth (18 or 34).
     width: ResNet channel multiplier.
@@ -71,6 +76,7 @@ class PoseRegressor(nn.Module):
   hidden: Sequence[int] = ()
   stage_sizes: tuple[int, int, int, int] | None = None
   keypoints: bool = False
+  head_features: str = "pooled"
 
   @nn.compact
   def __call__(self, image: jax.Array, train: bool, extra: jax.Array | None = None
@@ -86,18 +92,32 @@ class PoseRegressor(nn.Module):
       keypoints = (uv, logits)
       h = jnp.concatenate([h, jnp.reshape(uv, (image.shape[0], -1))], axis=-1)
     else:
-      h = ResNet(self.depth, self.width, stage_sizes=self.stage_sizes, name="backbone")(image, train)
+      h, maps = ResNet(self.depth, self.width, stage_sizes=self.stage_sizes, name="backbone")(
+          image, train, return_stages=True)
+      if self.head_features == "flattened":
+        h = jnp.reshape(maps[-1], (image.shape[0], -1))
     if extra is not None:
       h = jnp.concatenate([h, extra.astype(h.dtype)], axis=-1)
     out = MLP(tuple(self.hidden) + (NUM_JOINTS * 3,), name="head")(h)
     return jnp.reshape(out, (image.shape[0], NUM_JOINTS, 3)), keypoints
 
 
+HEAD_FEATURES = ("pooled", "flattened")
+
+
 def build_network(config: ml_collections.ConfigDict) -> PoseRegressor:
   m = config.model
   sizes = tuple(m.get("resnet_stage_sizes", ()) or ()) or None
+  features = m.get("head_features", "pooled")
+  if features not in HEAD_FEATURES:
+    raise config_checks.ConfigError("model.head_features", features,
+                                    f"one of {', '.join(HEAD_FEATURES)}")
+  keypoints = m.get("keypoints", False)
+  if keypoints and features != "pooled":
+    raise config_checks.ConfigError("model.head_features", features,
+                                    "'pooled' with model.keypoints (the read-out's head is pooled)")
   return PoseRegressor(depth=m.resnet_depth, width=m.resnet_width, hidden=tuple(m.head_hidden),
-                       stage_sizes=sizes, keypoints=m.get("keypoints", False))
+                       stage_sizes=sizes, keypoints=keypoints, head_features=features)
 
 
 def pose_target(batch: common.Batch, config: ml_collections.ConfigDict) -> jax.Array:
@@ -239,6 +259,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.model.resnet_width = 1.0
   c.model.resnet_stage_sizes = ()
   c.model.head_hidden = ()
+  c.model.head_features = "pooled"  # what the head reads: "pooled" conv5_x or "flattened"
   c.model.keypoints = False  # add the 2D keypoint read-out (handjax.models.keypoints)
   c.keypoint_weight = 1.0  # weight of the 2D coordinate term when model.keypoints is set
   c.heatmap_weight = 0.0  # weight of the heat-map cross-entropy when model.keypoints is set
