@@ -63,7 +63,8 @@ def test_loss_is_the_hand_computed_l2_and_masks_unlabelled_rows():
   target = batch["pose3d"] - batch["pose3d"][:, :1]  # wrist-relative
   target = target / batch["scale"][:, None, None]
   per_example = np.sum((pred - target) ** 2, axis=(1, 2))  # written out, not common.sum_of_squares
-  loss, (terms, new_state) = method.phases[0].loss(params, state, batch, jax.random.key(1), 0)
+  loss_fn = jax.jit(method.phases[0].loss)  # compiled once: eager ResNet calls cost ~30 s here
+  loss, (terms, new_state) = loss_fn(params, state, batch, jax.random.key(1), 0)
   np.testing.assert_allclose(float(loss), per_example.mean(), rtol=1e-5)
   assert float(terms["recon/pose3d"]) == float(loss)
   assert not jax.tree.all(jax.tree.map(np.array_equal, new_state["batch_stats"],
@@ -72,11 +73,11 @@ def test_loss_is_the_hand_computed_l2_and_masks_unlabelled_rows():
   masked = dict(batch, has_pose3d=np.array([True, False, True, True]),
                 has_scale=np.array([True, True, True, False]))
   masked["scale"] = masked["scale"] * np.array([1, 1, 1, 0], np.float32)
-  loss_m, _ = method.phases[0].loss(params, state, masked, jax.random.key(1), 0)
+  loss_m, _ = loss_fn(params, state, masked, jax.random.key(1), 0)
   np.testing.assert_allclose(float(loss_m), per_example[[0, 2]].mean(), rtol=1e-5)
   none = dict(batch, has_pose3d=np.zeros(B, bool))
-  value, grads = jax.value_and_grad(
-      lambda p: method.phases[0].loss(p, state, none, jax.random.key(1), 0)[0])(params)
+  value, grads = jax.jit(jax.value_and_grad(
+      lambda p: method.phases[0].loss(p, state, none, jax.random.key(1), 0)[0]))(params)
   assert float(value) == 0.0 and float(optax.tree.norm(grads)) == 0.0
 
 
