@@ -787,6 +787,19 @@ def _builder_version() -> str:
   return str(synthetic_hands.SyntheticHands.VERSION)
 
 
+def _figure_link(figure: str, caption: str, results_path: str, root: str,
+                 missing: Sequence[str], draw: Callable[[], bool]) -> list[str]:
+  """RESULTS.md lines linking ``figure``: drawn by ``draw`` (False: nothing to plot, no link), or
+  kept as it is when it exists and some of its rows (``missing``) have nothing under ``root``, so
+  that a figure drawn from an earlier, fuller workdir is not replaced by a partial one."""
+  if missing and os.path.exists(figure):
+    print(f"{figure}: kept; nothing under {root} for {', '.join(missing)}", flush=True)
+  elif not draw():
+    return []
+  rel = os.path.relpath(figure, os.path.dirname(os.path.abspath(results_path)))
+  return ["", f"![{caption}]({rel})"]
+
+
 def write_suite(suite_name: str, suite: Suite, root: str, override: int | None,
                 results_path: str) -> None:
   """The suite's RESULTS.md block; ``override``: the ``--steps`` every row was trained for."""
@@ -809,13 +822,8 @@ def write_suite(suite_name: str, suite: Suite, root: str, override: int | None,
     os.makedirs(figure_dir, exist_ok=True)
     figure = os.path.join(figure_dir, f"{suite_name}_{filename}")
     missing = [r.name for r in suite.rows if r.group in groups and r.name not in results]
-    if missing and os.path.exists(figure):
-      print(f"{figure}: kept; no results under {root} for {', '.join(missing)}", flush=True)
-      rel = os.path.relpath(figure, os.path.dirname(os.path.abspath(results_path)))
-      parts += ["", f"![{title}]({rel})"]
-    elif plot_curves(figure, title, groups, suite, results):
-      rel = os.path.relpath(figure, os.path.dirname(os.path.abspath(results_path)))
-      parts += ["", f"![{title}]({rel})"]
+    parts += _figure_link(figure, title, results_path, root, missing,
+                          lambda: plot_curves(figure, title, groups, suite, results))
   if suite.learning_curves:
     groups = list(dict.fromkeys(row.group for row in suite.rows))
     reference = suite.rows[0]
@@ -826,14 +834,9 @@ def write_suite(suite_name: str, suite: Suite, root: str, override: int | None,
       os.makedirs(figure_dir, exist_ok=True)
       figure = os.path.join(figure_dir, f"{suite_name}_{group.replace(' ', '_')}.png")
       missing = [r.name for r in rows if not learning_curve(os.path.join(root, r.name))["test"]]
-      if missing and os.path.exists(figure):
-        # A figure drawn from an earlier, fuller workdir is not replaced by a partial one.
-        print(f"{figure}: kept; no curves under {root} for {', '.join(missing)}", flush=True)
-        rel = os.path.relpath(figure, os.path.dirname(os.path.abspath(results_path)))
-        parts += ["", f"![{group}]({rel})"]
-      elif plot_learning_curves(figure, f"{suite.title.split(':')[0]}: {group}", rows, root):
-        rel = os.path.relpath(figure, os.path.dirname(os.path.abspath(results_path)))
-        parts += ["", f"![{group}]({rel})"]
+      title = f"{suite.title.split(':')[0]}: {group}"
+      parts += _figure_link(figure, group, results_path, root, missing,
+                            lambda: plot_learning_curves(figure, title, rows, root))
   update_results(results_path, suite_name, "\n".join(parts))
 
 
