@@ -292,6 +292,8 @@ def _diagnostic_rows() -> list[Row]:
        "capacity"),
       ("flattened_head", "regressor, head reads the 2 x 2 conv5_x map flattened, not pooled", reg,
        (("model.head_features", "flattened"),), "capacity"),
+      ("head_512x3", "regressor, head of three hidden layers of 512 (the 2D -> 3D lifter's "
+       "width) instead of one of 128", reg, (("model.head_hidden", (512, 512, 512)),), "capacity"),
       ("no_augment", "regressor, no augmentation", reg, (("data.augment.enabled", False),),
        "augmentation"),
       ("strong_augment", "regressor, rotation 60 deg, scale 0.2, shift 0.1", reg,
