@@ -5,13 +5,6 @@ import os
 # Must be set before JAX initialises its backend (i.e. before the first test imports jax).
 os.environ.setdefault("JAX_NUM_CPU_DEVICES", "8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-# The suite's cost is XLA compiling hundreds of small programs, not running them: LLVM at -O0
-# compiles them ~1.6x faster (a ResNet init's threefry draws 1.2 s -> 0.12 s each) and leaves
-# the float semantics alone (no fast-math either way). Tests compare values computed in the same
-# process, so the level does not enter any assertion. An explicit level in XLA_FLAGS wins.
-if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                             " --xla_backend_optimization_level=0").strip()
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
