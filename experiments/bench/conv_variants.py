@@ -1,4 +1,4 @@
-r"""Benchmark suite `conv_variants`: the ResNet-18 train step's convolutions, written four ways (issue 9).
+r"""Benchmark suite `conv_variants`: the ResNet-18 train step's convolutions, written several ways (issue 9).
 
 The CPU gap to PyTorch in `train_step` is the ResNet-18 backbone (its convolutions: XLA:CPU runs
 them with its own Eigen kernels, PyTorch with oneDNN). This suite times forward and forward +
@@ -6,8 +6,10 @@ backward of the handjax ResNet-18 (`handjax.models.ResNet`, BatchNorm in trainin
 sum of squared features) with each way of computing its convolutions, next to the PyTorch twin
 (`experiments.torch_reference.ResNet`), all interleaved in one process:
 
-  * "lax f32": `flax.linen.Conv` as shipped (`lax.conv_general_dilated`);
-  * "lax bf16": parameters and activations cast to bfloat16 (the dtype experiment);
+  * "as shipped f32": `handjax.models.conv.conv2d` (XLA's convolution, one GEMM on output maps
+    of at most `SMALL_MAP_PIXELS` pixels);
+  * "as shipped bf16": parameters and activations cast to bfloat16 (the dtype experiment);
+  * "lax everywhere": `lax.conv_general_dilated` for every map (the backbone before session 15);
   * "weight grad as GEMM": forward and input gradient as XLA convolutions, the kernel gradient as
     one matrix product of the im2col patches with the output gradient (`conv_gemm_weight_grad`);
   * "im2col GEMM": every convolution as patches x kernel matrix (`conv_im2col`), differentiated
@@ -17,6 +19,9 @@ XLA's library-fusion flags (`--xla_cpu_experimental_{xnn,ynn,onednn}_fusion_type
 LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION`, `--xla_cpu_use_onednn`) leave the convolutions as XLA
 `convolution` instructions in jax 0.10 (checked in the compiled HLO), so they are not rows here;
 `train_step`'s CPU-option rows time them on the whole step.
+
+Two settings: the papers' (128 px, full width) and the CPU recipes' (64 px, quarter width, whose
+conv5_x maps are 2 x 2), both at batch 32; `--quick` runs one tiny setting.
 
     python -m experiments.benchmark --suites=conv_variants [--quick]
 """
@@ -29,101 +34,50 @@ import os
 import time
 from typing import Any, Callable, Iterator
 
-import flax.linen.linear as flax_linear
 import jax
-from jax import lax
 import jax.numpy as jnp
 import numpy as np
 
-_NHWC = ("NHWC", "HWIO", "NHWC")
-Pads = tuple[tuple[int, int], tuple[int, int]]
+from handjax.models import conv as conv_lib
 
-
-def _patches(x: jax.Array, kh: int, kw: int, strides: tuple[int, int], pads: Pads,
-             out_hw: tuple[int, int]) -> jax.Array:
-  """(B, Ho, Wo, kh * kw, C): the input window of every output pixel, by strided slicing."""
-  xp = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
-  (sh, sw), (ho, wo) = strides, out_hw
-  cols = [xp[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw, :]
-          for i in range(kh) for j in range(kw)]
-  return jnp.stack(cols, axis=3)
-
-
-def _out_hw(x: jax.Array, kh: int, kw: int, strides: tuple[int, int], pads: Pads):
-  return ((x.shape[1] + sum(pads[0]) - kh) // strides[0] + 1,
-          (x.shape[2] + sum(pads[1]) - kw) // strides[1] + 1)
-
-
-def conv_im2col(x: jax.Array, w: jax.Array, strides: tuple[int, int], pads: Pads) -> jax.Array:
-  """NHWC x HWIO convolution as (B Ho Wo, kh kw C) @ (kh kw C, O)."""
-  kh, kw, c, o = w.shape
-  p = _patches(x, kh, kw, strides, pads, _out_hw(x, kh, kw, strides, pads))
-  return jnp.einsum("bhwkc,kco->bhwo", p, w.reshape(kh * kw, c, o))
-
-
-def _lax_conv(x, w, strides, pads):
-  return lax.conv_general_dilated(x, w, strides, pads, dimension_numbers=_NHWC)
+Pads = conv_lib.Pads
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def conv_gemm_weight_grad(x: jax.Array, w: jax.Array, strides: tuple[int, int],
                           pads: Pads) -> jax.Array:
   """XLA's convolution, whose kernel gradient is computed as patches^T @ output gradient."""
-  return _lax_conv(x, w, strides, pads)
+  return conv_lib.conv_lax(x, w, strides, pads)
 
 
 def _gemm_fwd(x, w, strides, pads):
-  return _lax_conv(x, w, strides, pads), (x, w)
+  return conv_lib.conv_lax(x, w, strides, pads), (x, w)
 
 
 def _gemm_bwd(strides, pads, residuals, g):
   x, w = residuals
-  dx, = jax.vjp(lambda x: _lax_conv(x, w, strides, pads), x)[1](g)
+  dx, = jax.vjp(lambda x: conv_lib.conv_lax(x, w, strides, pads), x)[1](g)
   kh, kw, c, o = w.shape
-  p = _patches(x, kh, kw, strides, pads, g.shape[1:3])
+  p = conv_lib.patches(x, (kh, kw), strides, pads)
   return dx, jnp.einsum("bhwkc,bhwo->kco", p, g).reshape(kh, kw, c, o)
 
 
 conv_gemm_weight_grad.defvjp(_gemm_fwd, _gemm_bwd)
 
 VARIANTS: dict[str, Callable[..., jax.Array]] = {
-    "weight grad as GEMM": conv_gemm_weight_grad, "im2col GEMM": conv_im2col}
-
-
-class _LaxWith:
-  """`jax.lax` with `conv_general_dilated` replaced for plain 2-D NHWC convolutions."""
-
-  def __init__(self, conv: Callable[..., jax.Array]):
-    self._conv = conv
-
-  def conv_general_dilated(self, lhs, rhs, window_strides, padding, lhs_dilation=None,
-                           rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
-                           **kwargs):
-    plain = (lhs.ndim == 4 and feature_group_count == 1
-             and all(d == 1 for d in (lhs_dilation or ())) and all(d == 1 for d in (rhs_dilation or ()))
-             and lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
-             == lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC))
-    if not plain:
-      return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation,
-                                      rhs_dilation, dimension_numbers, feature_group_count, **kwargs)
-    strides = tuple(window_strides)
-    if isinstance(padding, str):
-      padding = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], strides, padding)
-    return self._conv(lhs, rhs, strides, tuple(tuple(p) for p in padding))
-
-  def __getattr__(self, name: str) -> Any:
-    return getattr(lax, name)
+    "lax everywhere": conv_lib.conv_lax, "weight grad as GEMM": conv_gemm_weight_grad,
+    "im2col GEMM": conv_lib.conv_im2col}
 
 
 @contextlib.contextmanager
 def convolutions_as(conv: Callable[..., jax.Array]) -> Iterator[None]:
-  """Within the block, `flax.linen.Conv` traces its convolutions with `conv`."""
-  saved = flax_linear.lax
-  flax_linear.lax = _LaxWith(conv)
+  """Within the block, the ResNet's convolutions (`handjax.models.conv.conv2d`) trace as `conv`."""
+  shipped = conv_lib.conv2d
+  conv_lib.conv2d = conv
   try:
     yield
   finally:
-    flax_linear.lax = saved
+    conv_lib.conv2d = shipped
 
 
 def _jax_fns(net, variables, x, dtype, conv) -> tuple[Callable[[], Any], Callable[[], Any]]:
@@ -145,19 +99,26 @@ def _jax_fns(net, variables, x, dtype, conv) -> tuple[Callable[[], Any], Callabl
 
 def run(quick: bool) -> list[dict[str, object]]:
   os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see train_step.TORCH_THREADS_ENV
+  settings = [(64, 8, 0.25, 3)] if quick else [(128, 32, 1.0, 5), (64, 32, 0.25, 20)]
+  rows = []
+  for px, batch, width, repeats in settings:
+    rows += _run_setting(px, batch, width, repeats)
+  return rows
+
+
+def _run_setting(px: int, batch: int, width: float, repeats: int) -> list[dict[str, object]]:
   import torch  # pylint: disable=g-import-not-at-top
 
   from experiments import torch_reference as tr  # pylint: disable=g-import-not-at-top
   from handjax.models.resnet import ResNet  # pylint: disable=g-import-not-at-top
 
-  px, batch, width, repeats = (64, 8, 0.25, 3) if quick else (128, 32, 1.0, 5)
   net = ResNet(18, width)
   x_np = np.random.default_rng(0).uniform(size=(batch, px, px, 3)).astype(np.float32)
   x = jnp.asarray(x_np)
   variables = net.init(jax.random.key(0), x, train=True)
   fns: dict[str, tuple[Callable[[], Any], Callable[[], Any]]] = {
-      "lax f32": _jax_fns(net, variables, x, jnp.float32, None),
-      "lax bf16": _jax_fns(net, variables, x, jnp.bfloat16, None)}
+      "as shipped f32": _jax_fns(net, variables, x, jnp.float32, None),
+      "as shipped bf16": _jax_fns(net, variables, x, jnp.bfloat16, None)}
   for name, conv in VARIANTS.items():
     fns[name] = _jax_fns(net, variables, x, jnp.float32, conv)
   twin = tr.ResNet(width)

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from handjax.losses.gaussian import Gaussian
+from handjax.models.conv import Conv
 
 STAGE_SIZES = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
 BASE_WIDTHS = (64, 128, 256, 512)
@@ -60,13 +61,13 @@ class BasicBlock(nn.Module):
   def setup(self):
     pad = ((1, 1), (1, 1))
     stride = (self.strides, self.strides)
-    self.conv1 = nn.Conv(self.features, (3, 3), stride, padding=pad, use_bias=False,
-                         kernel_init=_conv_init)
-    self.conv2 = nn.Conv(self.features, (3, 3), padding=pad, use_bias=False, kernel_init=_conv_init)
+    self.conv1 = Conv(self.features, (3, 3), stride, padding=pad, use_bias=False,
+                      kernel_init=_conv_init)
+    self.conv2 = Conv(self.features, (3, 3), padding=pad, use_bias=False, kernel_init=_conv_init)
     self.bn1 = {b: _batch_norm() for b in self.norm_branches}
     self.bn2 = {b: _batch_norm() for b in self.norm_branches}
     if self.project:
-      self.proj_conv = nn.Conv(self.features, (1, 1), stride, use_bias=False, kernel_init=_conv_init)
+      self.proj_conv = Conv(self.features, (1, 1), stride, use_bias=False, kernel_init=_conv_init)
       self.proj_bn = {b: _batch_norm() for b in self.norm_branches}
 
   def __call__(self, x: jax.Array, train: bool, branch: str) -> jax.Array:
@@ -114,8 +115,8 @@ class ResNet(nn.Module):
     if not self.norm_branches:
       raise ValueError("norm_branches must name at least one BatchNorm set.")
     widths = scaled_widths(self.width)
-    self.stem_conv = nn.Conv(widths[0], (7, 7), (2, 2), padding=((3, 3), (3, 3)), use_bias=False,
-                             kernel_init=_conv_init)
+    self.stem_conv = Conv(widths[0], (7, 7), (2, 2), padding=((3, 3), (3, 3)), use_bias=False,
+                          kernel_init=_conv_init)
     self.stem_bn = {b: _batch_norm() for b in self.norm_branches}
     stages = []
     sizes = STAGE_SIZES[self.depth] if self.stage_sizes is None else self.stage_sizes
