@@ -40,12 +40,10 @@ import numpy as np
 
 from handjax.models import conv as conv_lib
 
-Pads = conv_lib.Pads
-
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def conv_gemm_weight_grad(x: jax.Array, w: jax.Array, strides: tuple[int, int],
-                          pads: Pads) -> jax.Array:
+def conv_gemm_weight_grad(x: jax.Array, w: jax.Array, strides: conv_lib.Strides,
+                          pads: conv_lib.Pads) -> jax.Array:
   """XLA's convolution, whose kernel gradient is computed as patches^T @ output gradient."""
   return conv_lib.conv_lax(x, w, strides, pads)
 
